@@ -1,0 +1,327 @@
+//! One strict loader for every checkpoint florence accepts, and UniCL-layout saving.
+//!
+//! Accepted: UniCL `.pth` files as released (`{'model': state_dict}`, fp16 weights, int64
+//! `relative_position_index`, `attn_mask` buffers, a 0-D `logit_scale`), the two other UniCL
+//! naming conventions ([`keys`]), `.safetensors` in any of those namings, and Burn's burnpack.
+//! The format is recognised from the file's bytes, not its extension. Half-precision (f16, bf16)
+//! tensors are converted to the model's float type.
+//!
+//! Loading is strict: every parameter must be present with its exact shape and nothing else may
+//! be in the file, except the known buffers that florence recomputes from the config
+//! (`image_encoder.layers.*.blocks.*.attn.relative_position_index` and
+//! `image_encoder.layers.*.blocks.*.attn_mask`). Those are not ignored: each is compared with the
+//! recomputed value, and a difference means the config does not match the checkpoint.
+
+pub mod format;
+pub mod keys;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use burn::prelude::*;
+use burn::store::burn_pack::Tensor as PackTensor;
+use burn::store::{
+    ApplyError, BurnToPyTorchAdapter, BurnpackStore, FloatCastAdapter, ModuleAdapter, ModuleContext, ModuleSnapshot,
+    PyTorchToBurnAdapter, bridge,
+};
+use burn::tensor::DType;
+
+pub use format::Format;
+pub use keys::Convention;
+
+use crate::config::FlorenceConfig;
+use crate::error::{CheckpointError, FlorenceError, Result};
+use crate::image::geometry::relative_position_index;
+use crate::model::Florence;
+
+/// What a successful load found.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    /// Container format.
+    pub format: Format,
+    /// Key convention (`None` for burnpack files, which use Burn's own names).
+    pub convention: Option<Convention>,
+    /// Parameters loaded.
+    pub loaded: usize,
+    /// Buffers compared with their recomputed values.
+    pub buffers_checked: usize,
+    /// How many tensors of each dtype the file held (e.g. `F16: 175`).
+    pub dtypes: BTreeMap<String, usize>,
+}
+
+/// 0-D PyTorch scalars (`logit_scale`) into the `[1]` parameter Burn uses.
+#[derive(Clone)]
+struct ScalarToRank1;
+
+impl ModuleAdapter for ScalarToRank1 {
+    fn adapt(&self, t: PackTensor, _: ModuleContext<'_>) -> PackTensor {
+        if !t.shape.is_empty() {
+            return t;
+        }
+        let (name, dtype) = (t.name.clone(), t.dtype);
+        bridge::map_data(t, name, dtype, [1].into(), |d: TensorData| {
+            let dtype = d.dtype();
+            TensorData::from_bytes_vec(d.as_bytes().to_vec(), [1], dtype)
+        })
+    }
+    fn clone_box(&self) -> Box<dyn ModuleAdapter> {
+        Box::new(self.clone())
+    }
+}
+
+/// Whether `found` fits a parameter of shape `expected` (a 0-D scalar fits `[1]`).
+fn shape_fits(expected: &[usize], found: &[usize]) -> bool {
+    expected == found || (expected == [1] && found.is_empty())
+}
+
+fn dtype_name(d: DType) -> String {
+    format!("{d:?}")
+}
+
+impl Florence {
+    /// Builds the model for `config` and loads `path` into it (see [`Florence::load_weights`]).
+    pub fn load(config: &FlorenceConfig, path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let mut model = config.init(device)?;
+        model.load_weights(path)?;
+        Ok(model)
+    }
+
+    /// Loads a checkpoint into this model, strictly. On error the model is left unchanged.
+    pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<LoadReport> {
+        let path = path.as_ref();
+        let format = format::detect(path)?;
+        let raw = format::read_tensors(path, format)?;
+        let mut dtypes = BTreeMap::new();
+        for t in raw.values() {
+            *dtypes.entry(dtype_name(t.dtype)).or_insert(0) += 1;
+        }
+        let burn_names = format == Format::Burnpack || raw.keys().any(|k| k.ends_with(".gamma"));
+        let (tensors, convention, expected_adapter): (Vec<PackTensor>, _, Option<Box<dyn ModuleAdapter>>) =
+            if burn_names {
+                (raw.into_values().collect(), None, None)
+            } else {
+                let unwrapped = keys::strip_wrappers(raw);
+                let conv = keys::detect(unwrapped.keys());
+                let renamed = unwrapped
+                    .into_iter()
+                    .map(|(k, mut t)| {
+                        t.name = keys::canonical(&k, conv);
+                        t
+                    })
+                    .collect();
+                (renamed, Some(conv), Some(Box::new(BurnToPyTorchAdapter)))
+            };
+        if !tensors.iter().any(|t| {
+            let n = t.name.as_str();
+            n.starts_with("image_encoder.") || n.starts_with("text_encoder.") || n == "logit_scale"
+        }) {
+            let sample = tensors.iter().take(5).map(|t| t.name.clone()).collect::<Vec<_>>().join(", ");
+            return Err(CheckpointError::NotAFlorenceModel { path: path.into(), count: tensors.len(), sample }.into());
+        }
+
+        // What the model expects, in the file's naming, with each tensor's position in the module
+        // tree (so that a mismatch is reported at the earliest layer). Burn's own files keep enum
+        // variant names in their paths (`downsample.Merge.norm.gamma`); PyTorch layouts do not.
+        let skip_enum_variants = !burn_names;
+        let expected: HashMap<String, (usize, Vec<usize>)> = self
+            .collect(None, expected_adapter, skip_enum_variants)
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), (i, t.shape.to_vec())))
+            .collect();
+
+        let mut params = Vec::with_capacity(expected.len());
+        let mut unexpected = Vec::new();
+        let mut mismatched: Option<(usize, CheckpointError)> = None;
+        let mut buffers_checked = 0;
+        for t in tensors {
+            if !burn_names && keys::is_known_buffer(&t.name) {
+                if self.check_buffer(&t)? {
+                    buffers_checked += 1;
+                } else {
+                    unexpected.push(t.name.clone());
+                }
+                continue;
+            }
+            match expected.get(&t.name) {
+                None => unexpected.push(t.name.clone()),
+                Some((pos, shape)) => {
+                    if !shape_fits(shape, &t.shape) {
+                        if mismatched.as_ref().is_none_or(|(p, _)| pos < p) {
+                            let e = CheckpointError::ShapeMismatch {
+                                key: t.name.clone(),
+                                expected: shape.clone(),
+                                found: t.shape.to_vec(),
+                            };
+                            mismatched = Some((*pos, e));
+                        }
+                        continue;
+                    }
+                    if !t.dtype.is_float() {
+                        return Err(CheckpointError::DType { key: t.name.clone(), found: dtype_name(t.dtype) }.into());
+                    }
+                    params.push(t);
+                }
+            }
+        }
+        if let Some((_, e)) = mismatched {
+            return Err(e.into());
+        }
+        let present: std::collections::HashSet<&str> = params.iter().map(|t| t.name.as_str()).collect();
+        let mut missing: Vec<String> = expected.keys().filter(|k| !present.contains(k.as_str())).cloned().collect();
+        if !missing.is_empty() {
+            missing.sort();
+            return Err(CheckpointError::MissingKeys { keys: missing }.into());
+        }
+        if !unexpected.is_empty() {
+            unexpected.sort();
+            return Err(CheckpointError::UnexpectedKeys { keys: unexpected }.into());
+        }
+
+        // Everything is accounted for; apply.
+        let float = self.logit_scale.val().dtype();
+        let cast = FloatCastAdapter::to(float);
+        let adapter: Box<dyn ModuleAdapter> = if burn_names {
+            Box::new(cast)
+        } else {
+            Box::new(PyTorchToBurnAdapter.chain(ScalarToRank1).chain(cast))
+        };
+        let loaded = params.len();
+        let result = self.apply(params, None, Some(adapter), skip_enum_variants);
+        if let Some(e) = result.errors.first() {
+            return Err(match e {
+                ApplyError::ShapeMismatch { path, expected, found } => CheckpointError::ShapeMismatch {
+                    key: path.clone(),
+                    expected: expected.to_vec(),
+                    found: found.to_vec(),
+                },
+                ApplyError::DTypeMismatch { path, found, .. } => {
+                    CheckpointError::DType { key: path.clone(), found: dtype_name(*found) }
+                }
+                other => CheckpointError::Corrupt { path: path.into(), format: format.name(), reason: other.to_string() },
+            }
+            .into());
+        }
+        if !result.missing.is_empty() {
+            return Err(CheckpointError::MissingKeys { keys: result.missing.iter().map(|(p, _)| p.clone()).collect() }.into());
+        }
+        Ok(LoadReport { format, convention, loaded, buffers_checked, dtypes })
+    }
+
+    /// Compares a known buffer with the value the model recomputes. `Ok(false)` when the model
+    /// has no such block (the key is then reported as unexpected).
+    fn check_buffer(&self, t: &PackTensor) -> Result<bool> {
+        let parts: Vec<&str> = t.name.split('.').collect();
+        // image_encoder.layers.{i}.blocks.{j}.attn.relative_position_index | .attn_mask
+        let (Some(i), Some(j)) = (
+            parts.get(2).and_then(|s| s.parse::<usize>().ok()),
+            parts.get(4).and_then(|s| s.parse::<usize>().ok()),
+        ) else {
+            return Ok(false);
+        };
+        let Some(stage) = self.image_encoder.layers.get(i) else { return Ok(false) };
+        let Some(block) = stage.blocks.get(j) else { return Ok(false) };
+        let mismatch = |reason: String| -> FlorenceError { CheckpointError::BufferMismatch { key: t.name.clone(), reason }.into() };
+        let data = bridge::to_data(t).map_err(|e| mismatch(format!("unreadable: {e}")))?;
+        if t.name.ends_with("relative_position_index") {
+            let (wh, ww) = block.attn.window;
+            let want = relative_position_index(wh, ww);
+            let n = wh * ww;
+            if t.shape.as_slice() != [n, n] {
+                return Err(mismatch(format!(
+                    "shape {:?}, but a {wh}x{ww} window needs [{n}, {n}] (window_size in the config?)",
+                    t.shape.as_slice()
+                )));
+            }
+            let got: Vec<i64> = data.iter::<i64>().collect();
+            if got != want {
+                return Err(mismatch("values differ from the Swin relative position index".into()));
+            }
+        } else {
+            let (h, w) = stage.resolution;
+            let Some(want) = stage.shift_mask(h, w, &self.logit_scale.device()).filter(|_| block.is_shifted()) else {
+                return Err(mismatch(format!(
+                    "the checkpoint shifts the windows of this block, but with this config stage {i} is {h}x{w} and not shifted (image_size / window_size in the config?)"
+                )));
+            };
+            if t.shape.as_slice() != want.dims() {
+                return Err(mismatch(format!(
+                    "shape {:?}, but at the config's image size stage {i} ({h}x{w}) has mask shape {:?} (image_size in the config?)",
+                    t.shape.as_slice(),
+                    want.dims()
+                )));
+            }
+            let want: Vec<f32> = want.into_data().iter::<f32>().collect();
+            if data.iter::<f32>().zip(want).any(|(a, b)| (a - b).abs() > 1e-3) {
+                return Err(mismatch("values differ from the shifted-window mask".into()));
+            }
+        }
+        Ok(true)
+    }
+
+    /// Writes the model as `.safetensors` in the UniCL layout (convention A): PyTorch
+    /// `[out, in]` Linear weights, `weight`/`bias` norm names, packed `in_proj_weight`, a 0-D
+    /// `logit_scale`, and the `relative_position_index` / `attn_mask` buffers, so the file loads
+    /// with `load_state_dict(strict=True)` into UniCL's model. `dtype` is the float type to store
+    /// (`F32`, `F16` or `BF16`). The file is written beside the target and renamed into place.
+    pub fn save_safetensors(&self, path: impl AsRef<Path>, dtype: DType) -> Result<()> {
+        let path = path.as_ref();
+        let write_err = |reason: String| -> FlorenceError { CheckpointError::Write { path: path.into(), reason }.into() };
+        if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
+            return Err(write_err(format!("unsupported dtype {dtype:?}: use F32, F16 or BF16")));
+        }
+        let mut entries: Vec<(String, TensorData, Vec<usize>)> = Vec::new();
+        for t in self.collect(None, Some(Box::new(BurnToPyTorchAdapter)), true) {
+            let name = keys::to_unicl(&t.name);
+            let mut shape = t.shape.to_vec();
+            if name == "logit_scale" {
+                shape.clear();
+            }
+            let data = bridge::into_data(t).map_err(|e| write_err(e.to_string()))?.convert_dtype(dtype);
+            entries.push((name, data, shape));
+        }
+        let device = self.logit_scale.device();
+        for (i, stage) in self.image_encoder.layers.iter().enumerate() {
+            let mask = stage.shift_mask(stage.resolution.0, stage.resolution.1, &device);
+            for (j, block) in stage.blocks.iter().enumerate() {
+                let (wh, ww) = block.attn.window;
+                let n = wh * ww;
+                entries.push((
+                    format!("image_encoder.layers.{i}.blocks.{j}.attn.relative_position_index"),
+                    TensorData::new(relative_position_index(wh, ww), [n, n]),
+                    vec![n, n],
+                ));
+                if let (true, Some(m)) = (block.is_shifted(), &mask) {
+                    let d = m.to_data().convert_dtype(dtype);
+                    let shape = d.shape().to_vec();
+                    entries.push((format!("image_encoder.layers.{i}.blocks.{j}.attn_mask"), d, shape));
+                }
+            }
+        }
+        let mut views = Vec::with_capacity(entries.len());
+        for (name, data, shape) in &entries {
+            let st = match data.dtype() {
+                DType::F32 => safetensors::Dtype::F32,
+                DType::F16 => safetensors::Dtype::F16,
+                DType::BF16 => safetensors::Dtype::BF16,
+                DType::I64 => safetensors::Dtype::I64,
+                other => return Err(write_err(format!("cannot store dtype {other:?}"))),
+            };
+            let view = safetensors::tensor::TensorView::new(st, shape.clone(), data.as_bytes())
+                .map_err(|e| write_err(format!("{name}: {e}")))?;
+            views.push((name.clone(), view));
+        }
+        let tmp = path.with_extension("safetensors.partial");
+        let meta = HashMap::from([("format".to_string(), "pt".to_string()), ("producer".to_string(), "florence".to_string())]);
+        safetensors::tensor::serialize_to_file(views, Some(meta), &tmp).map_err(|e| write_err(e.to_string()))?;
+        std::fs::rename(&tmp, path).map_err(|e| write_err(e.to_string()))
+    }
+
+    /// Writes the model in Burn's native burnpack format (Burn parameter names).
+    pub fn save_burnpack(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let mut store = BurnpackStore::from_file(path).auto_extension(false).overwrite(true);
+        self.save_into(&mut store)
+            .map_err(|e| CheckpointError::Write { path: path.into(), reason: e.to_string() }.into())
+    }
+}

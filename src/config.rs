@@ -1,0 +1,422 @@
+//! Model configuration: serde structs with `init(&device)`, named presets and JSON I/O.
+//!
+//! Field meanings and values follow `florence-spec.md`: Swin (§3), CvT convolutional embedding
+//! (§1.3, §4), the UniCL text transformer (§1.4) and the two-tower head (§1.5).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FlorenceError, Result};
+
+/// How the image is turned into tokens and how stages are downsampled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbeddingKind {
+    /// Swin: a `patch_size` x `patch_size` stride-`patch_size` conv stem and 2x2 patch merging
+    /// (LayerNorm(4C) then a bias-free Linear(4C, 2C)) between stages.
+    Patch,
+    /// CoSwin: CvT convolutional embeddings, a 7x7 stride-4 padding-2 conv stem and 3x3
+    /// stride-2 padding-1 convs between stages, each followed by a LayerNorm.
+    Conv,
+}
+
+/// The hierarchical (Swin / CoSwin) image encoder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageEncoderConfig {
+    /// The square image size the weights were built for. Window sizes are clamped and shifts
+    /// disabled where a stage's feature map at this size is no larger than the window (as timm
+    /// and the original Swin do); other input sizes still work (see `ImageEncoder`).
+    pub image_size: usize,
+    /// Stem stride for `patch` embedding (4 for every Swin). Ignored by `conv` embedding, whose
+    /// stem is fixed at kernel 7, stride 4, padding 2 (CvT).
+    #[serde(default = "default_patch_size")]
+    pub patch_size: usize,
+    /// Input channels.
+    #[serde(default = "default_in_chans")]
+    pub in_chans: usize,
+    /// Channels of the first stage, C; stage i has C * 2^i.
+    pub embed_dim: usize,
+    /// Blocks per stage.
+    pub depths: Vec<usize>,
+    /// Attention heads per stage.
+    pub num_heads: Vec<usize>,
+    /// Window side length (7 for the UniCL checkpoints).
+    pub window_size: usize,
+    /// MLP hidden width as a multiple of the stage width.
+    #[serde(default = "default_mlp_ratio")]
+    pub mlp_ratio: f64,
+    /// Bias on the packed q/k/v projection.
+    #[serde(default = "default_true")]
+    pub qkv_bias: bool,
+    /// `patch` (Swin) or `conv` (CoSwin).
+    pub embedding: EmbeddingKind,
+    /// LayerNorm epsilon (PyTorch's default, 1e-5, in Swin and CvT).
+    #[serde(default = "default_image_eps")]
+    pub layer_norm_eps: f64,
+}
+
+/// The CLIP-style text transformer of UniCL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextEncoderConfig {
+    /// Vocabulary size (49,408 for the CLIP BPE tokenizer).
+    pub vocab_size: usize,
+    /// Maximum sequence length, including start and end tokens (77).
+    pub context_length: usize,
+    /// Model width.
+    pub width: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Residual blocks.
+    pub layers: usize,
+    /// Causal (autoregressive) attention mask; UniCL's `AUTOGRESSIVE`, true for the Swin checkpoints.
+    #[serde(default = "default_true")]
+    pub causal: bool,
+    /// LayerNorm epsilon. UniCL's "TF-style" LayerNorm uses 1e-12 (not CLIP's 1e-5).
+    #[serde(default = "default_text_eps")]
+    pub layer_norm_eps: f64,
+}
+
+/// A whole two-tower model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlorenceConfig {
+    /// The image tower.
+    pub image: ImageEncoderConfig,
+    /// The text tower.
+    pub text: TextEncoderConfig,
+    /// Width of the shared embedding space (512 in every UniCL config).
+    pub projection_dim: usize,
+    /// Initial value of the learnable `logit_scale` (logits are `exp(logit_scale) * cos`).
+    /// UniCL initialises it to 1.0; loaded checkpoints overwrite it.
+    #[serde(default = "default_logit_scale")]
+    pub logit_scale_init: f64,
+}
+
+fn default_patch_size() -> usize {
+    4
+}
+fn default_in_chans() -> usize {
+    3
+}
+fn default_mlp_ratio() -> f64 {
+    4.0
+}
+fn default_true() -> bool {
+    true
+}
+fn default_image_eps() -> f64 {
+    1e-5
+}
+fn default_text_eps() -> f64 {
+    1e-12
+}
+fn default_logit_scale() -> f64 {
+    1.0
+}
+
+/// Names accepted by [`FlorenceConfig::preset`].
+pub const PRESETS: &[&str] = &[
+    "unicl-swin-t",
+    "unicl-swin-b",
+    "coswin-t",
+    "florence-coswin-h",
+    "tiny",
+    "tiny-coswin",
+];
+
+impl ImageEncoderConfig {
+    /// Swin-T (UniCL `configs/unicl_swin_tiny.yaml`): C=96, depths [2,2,6,2], heads [3,6,12,24], window 7, 224.
+    pub fn swin_t() -> Self {
+        Self {
+            image_size: 224,
+            patch_size: 4,
+            in_chans: 3,
+            embed_dim: 96,
+            depths: vec![2, 2, 6, 2],
+            num_heads: vec![3, 6, 12, 24],
+            window_size: 7,
+            mlp_ratio: 4.0,
+            qkv_bias: true,
+            embedding: EmbeddingKind::Patch,
+            layer_norm_eps: 1e-5,
+        }
+    }
+
+    /// Swin-B (UniCL `configs/unicl_swin_base.yaml`): C=128, depths [2,2,18,2], heads [4,8,16,32], window 7, 224.
+    pub fn swin_b() -> Self {
+        Self { embed_dim: 128, depths: vec![2, 2, 18, 2], num_heads: vec![4, 8, 16, 32], ..Self::swin_t() }
+    }
+
+    /// Number of stages.
+    pub fn num_stages(&self) -> usize {
+        self.depths.len()
+    }
+
+    /// Channels of stage `i`.
+    pub fn stage_dim(&self, i: usize) -> usize {
+        self.embed_dim << i
+    }
+
+    /// Channels of the pooled feature (the last stage).
+    pub fn num_features(&self) -> usize {
+        self.stage_dim(self.num_stages().saturating_sub(1))
+    }
+
+    /// Checks that the config describes a buildable encoder.
+    pub fn validate(&self) -> Result<()> {
+        let err = |m: String| Err(FlorenceError::Config(format!("image: {m}")));
+        if self.image_size == 0 || self.embed_dim == 0 || self.window_size == 0 || self.in_chans == 0 {
+            return err("image_size, embed_dim, window_size and in_chans must be positive".into());
+        }
+        if self.embedding == EmbeddingKind::Patch && self.patch_size == 0 {
+            return err("patch_size must be positive".into());
+        }
+        if self.depths.is_empty() {
+            return err("depths must list at least one stage".into());
+        }
+        if self.depths.len() != self.num_heads.len() {
+            return err(format!(
+                "depths has {} stages but num_heads has {}",
+                self.depths.len(),
+                self.num_heads.len()
+            ));
+        }
+        if self.depths.len() > 8 {
+            return err(format!("{} stages is more than the 8 supported", self.depths.len()));
+        }
+        for (i, &h) in self.num_heads.iter().enumerate() {
+            let d = self.stage_dim(i);
+            if h == 0 || d % h != 0 {
+                return err(format!("stage {i}: width {d} is not divisible by {h} heads"));
+            }
+        }
+        if !(self.mlp_ratio > 0.0 && self.mlp_ratio.is_finite()) {
+            return err(format!("mlp_ratio must be positive, got {}", self.mlp_ratio));
+        }
+        if !(self.layer_norm_eps > 0.0) {
+            return err("layer_norm_eps must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// Parameter count, from the formulas in florence-spec.md §1.2 (no classifier head).
+    pub fn num_params(&self) -> usize {
+        let c = self.embed_dim;
+        let mut n = match self.embedding {
+            // conv stem + bias + LayerNorm
+            EmbeddingKind::Patch => self.in_chans * c * self.patch_size * self.patch_size + c + 2 * c,
+            EmbeddingKind::Conv => self.in_chans * c * 49 + c + 2 * c,
+        };
+        let hidden = |d: usize| (d as f64 * self.mlp_ratio) as usize;
+        for (i, (&depth, &heads)) in self.depths.iter().zip(&self.num_heads).enumerate() {
+            let d = self.stage_dim(i);
+            let w = crate::image::geometry::stage_window(self, i).0;
+            let table = (2 * w.0 - 1) * (2 * w.1 - 1) * heads;
+            let qkv = 3 * d * d + if self.qkv_bias { 3 * d } else { 0 };
+            let block = 2 * d + qkv + table + (d * d + d) + 2 * d + (d * hidden(d) + hidden(d)) + (hidden(d) * d + d);
+            n += depth * block;
+            if i + 1 < self.num_stages() {
+                n += match self.embedding {
+                    EmbeddingKind::Patch => 2 * 4 * d + 4 * d * 2 * d,
+                    EmbeddingKind::Conv => 9 * d * 2 * d + 2 * d + 2 * 2 * d,
+                };
+            }
+        }
+        n + 2 * self.num_features()
+    }
+}
+
+impl TextEncoderConfig {
+    /// The UniCL Swin-T/B text tower: CLIP BPE vocabulary, 77 tokens, width 512, 8 heads, 12 layers.
+    pub fn unicl() -> Self {
+        Self { vocab_size: 49_408, context_length: 77, width: 512, heads: 8, layers: 12, causal: true, layer_norm_eps: 1e-12 }
+    }
+
+    /// Checks that the config describes a buildable encoder.
+    pub fn validate(&self) -> Result<()> {
+        let err = |m: String| Err(FlorenceError::Config(format!("text: {m}")));
+        if self.vocab_size < 2 || self.context_length < 2 || self.width == 0 || self.layers == 0 {
+            return err("vocab_size and context_length must be at least 2, width and layers positive".into());
+        }
+        if self.heads == 0 || self.width % self.heads != 0 {
+            return err(format!("width {} is not divisible by {} heads", self.width, self.heads));
+        }
+        if !(self.layer_norm_eps > 0.0) {
+            return err("layer_norm_eps must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// Parameter count.
+    pub fn num_params(&self) -> usize {
+        let w = self.width;
+        let block = 2 * w + (3 * w * w + 3 * w) + (w * w + w) + 2 * w + (4 * w * w + 4 * w) + (4 * w * w + w);
+        self.vocab_size * w + self.context_length * w + self.layers * block + 2 * w
+    }
+}
+
+impl FlorenceConfig {
+    /// A named preset; see [`PRESETS`].
+    ///
+    /// * `unicl-swin-t`, `unicl-swin-b`: exactly the architectures of the public UniCL checkpoints.
+    /// * `coswin-t`: Swin-T sizes with CvT convolutional embedding (Florence's CoSwin at Swin-T scale).
+    /// * `florence-coswin-h`: the paper's size class. The paper gives only: CoSwin image encoder,
+    ///   637M image parameters, a 12-layer text transformer of 256M parameters, 224 pre-training
+    ///   resolution. C=256, depths [2,2,40,2], heads [8,16,32,64], window 7 are an **assumption**
+    ///   (one of the configs that lands at 637.5M with conv embedding, florence-spec.md §1.2); the
+    ///   text width 1024 / 16 heads (UniCL's config defaults, 202M with the CLIP vocabulary, not
+    ///   256M) and the projection width 512 are assumptions too.
+    /// * `tiny`, `tiny-coswin`: small configs for tests (the fixtures in `tests/fixtures`).
+    pub fn preset(name: &str) -> Result<Self> {
+        let c = match name {
+            "unicl-swin-t" => Self { image: ImageEncoderConfig::swin_t(), text: TextEncoderConfig::unicl(), projection_dim: 512, logit_scale_init: 1.0 },
+            "unicl-swin-b" => Self { image: ImageEncoderConfig::swin_b(), ..Self::preset("unicl-swin-t")? },
+            "coswin-t" => Self {
+                image: ImageEncoderConfig { embedding: EmbeddingKind::Conv, ..ImageEncoderConfig::swin_t() },
+                ..Self::preset("unicl-swin-t")?
+            },
+            "florence-coswin-h" => Self {
+                image: ImageEncoderConfig {
+                    embed_dim: 256,
+                    depths: vec![2, 2, 40, 2],
+                    num_heads: vec![8, 16, 32, 64],
+                    embedding: EmbeddingKind::Conv,
+                    ..ImageEncoderConfig::swin_t()
+                },
+                text: TextEncoderConfig { width: 1024, heads: 16, ..TextEncoderConfig::unicl() },
+                projection_dim: 512,
+                logit_scale_init: 1.0,
+            },
+            "tiny" => Self {
+                image: ImageEncoderConfig {
+                    image_size: 64,
+                    embed_dim: 12,
+                    depths: vec![2, 2, 2, 2],
+                    num_heads: vec![1, 2, 4, 8],
+                    window_size: 4,
+                    ..ImageEncoderConfig::swin_t()
+                },
+                text: TextEncoderConfig { vocab_size: 1000, context_length: 16, width: 32, heads: 4, layers: 2, causal: true, layer_norm_eps: 1e-12 },
+                projection_dim: 24,
+                logit_scale_init: 1.0,
+            },
+            "tiny-coswin" => {
+                let mut c = Self::preset("tiny")?;
+                c.image.embedding = EmbeddingKind::Conv;
+                c
+            }
+            other => {
+                return Err(FlorenceError::UnknownPreset { name: other.to_string(), available: PRESETS.join(", ") });
+            }
+        };
+        Ok(c)
+    }
+
+    /// Checks the whole config.
+    pub fn validate(&self) -> Result<()> {
+        self.image.validate()?;
+        self.text.validate()?;
+        if self.projection_dim == 0 {
+            return Err(FlorenceError::Config("projection_dim must be positive".into()));
+        }
+        if !self.logit_scale_init.is_finite() {
+            return Err(FlorenceError::Config("logit_scale_init must be finite".into()));
+        }
+        Ok(())
+    }
+
+    /// Parameter count of the whole model (towers, projections and the logit scale).
+    pub fn num_params(&self) -> usize {
+        self.image.num_params()
+            + self.text.num_params()
+            + (self.image.num_features() + self.text.width) * self.projection_dim
+            + 1
+    }
+
+    /// Parses and validates a JSON config.
+    pub fn from_json(json: &str) -> Result<Self> {
+        let c: Self = serde_json::from_str(json)
+            .map_err(|source| FlorenceError::ConfigParse { path: "<string>".into(), source })?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The config as pretty JSON.
+    pub fn to_json(&self) -> String {
+        // Serialising plain numbers, strings and vectors cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Loads and validates a JSON config file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| FlorenceError::Io { path: path.into(), source })?;
+        let c: Self = serde_json::from_str(&text).map_err(|source| FlorenceError::ConfigParse { path: path.into(), source })?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Writes the config as JSON.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        std::fs::write(path, self.to_json()).map_err(|source| FlorenceError::Io { path: path.into(), source })
+    }
+
+    /// A preset name or a path to a JSON file.
+    pub fn from_preset_or_file(spec: &str) -> Result<Self> {
+        if PRESETS.contains(&spec) || !Path::new(spec).exists() && !spec.ends_with(".json") {
+            Self::preset(spec)
+        } else {
+            Self::load(spec)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_validate_and_roundtrip_json() {
+        for name in PRESETS {
+            let c = FlorenceConfig::preset(name).unwrap();
+            c.validate().unwrap();
+            assert_eq!(FlorenceConfig::from_json(&c.to_json()).unwrap(), c, "{name}");
+        }
+        assert!(matches!(FlorenceConfig::preset("swin-xxl"), Err(FlorenceError::UnknownPreset { .. })));
+    }
+
+    #[test]
+    fn parameter_counts_match_the_spec() {
+        // florence-spec.md §2.2: UniCL Swin-T = 91.34M, Swin-B = 150.70M (inferred from the module code).
+        let t = FlorenceConfig::preset("unicl-swin-t").unwrap().num_params();
+        let b = FlorenceConfig::preset("unicl-swin-b").unwrap().num_params();
+        assert_eq!((t as f64 / 1e4).round() / 100.0, 91.34, "{t}");
+        assert_eq!((b as f64 / 1e4).round() / 100.0, 150.70, "{b}");
+        // torchvision swin_b = 87,768,224 with its 1000-class head (1024*1000 + 1000).
+        assert_eq!(ImageEncoderConfig::swin_b().num_params() + 1024 * 1000 + 1000, 87_768_224);
+        // §1.2: C=256, depths [2,2,40,2] with conv embedding = 637.52M.
+        let h = FlorenceConfig::preset("florence-coswin-h").unwrap().image.num_params();
+        assert_eq!((h as f64 / 1e4).round() / 100.0, 637.52, "{h}");
+    }
+
+    #[test]
+    fn bad_configs_are_rejected_with_the_field_named() {
+        let mut c = FlorenceConfig::preset("tiny").unwrap();
+        c.image.num_heads[1] = 5;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("stage 1") && e.contains("5 heads"), "{e}");
+        let mut c = FlorenceConfig::preset("tiny").unwrap();
+        c.text.heads = 3;
+        assert!(c.validate().unwrap_err().to_string().contains("text"));
+        let e = FlorenceConfig::from_json("{\"image\": 3}").unwrap_err();
+        assert!(matches!(e, FlorenceError::ConfigParse { .. }), "{e}");
+        let mut v: serde_json::Value = serde_json::from_str(&FlorenceConfig::preset("tiny").unwrap().to_json()).unwrap();
+        v["image"]["windw_size"] = 7.into();
+        let e = FlorenceConfig::from_json(&v.to_string()).unwrap_err().to_string();
+        assert!(e.contains("windw_size"), "{e}");
+    }
+}

@@ -1,0 +1,142 @@
+//! The hierarchical image encoder (Swin or CoSwin), in one implementation.
+
+use burn::nn::{LayerNorm, LayerNormConfig};
+use burn::prelude::*;
+
+use super::block::SwinBlock;
+use super::embed::ConvEmbed;
+use super::geometry::{stage_resolutions, stage_window, stem_resolution};
+use super::merge::PatchMerging;
+use super::stage::{Downsample, Stage};
+use crate::config::{EmbeddingKind, ImageEncoderConfig};
+use crate::error::{FlorenceError, Result};
+
+/// A per-stage feature map, as a detection neck consumes it.
+#[derive(Debug, Clone)]
+pub struct FeatureMap {
+    /// `[B, H, W, C]` (NHWC), the stage's blocks' output before downsampling (no extra norm).
+    pub tensor: Tensor<4>,
+    /// Channels, `C * 2^i`.
+    pub channels: usize,
+    /// Input pixels per feature pixel: 4, 8, 16, 32.
+    pub stride: usize,
+}
+
+impl FeatureMap {
+    /// The map as `[B, C, H, W]`.
+    pub fn to_nchw(&self) -> Tensor<4> {
+        self.tensor.clone().permute([0, 3, 1, 2])
+    }
+}
+
+/// Swin/CoSwin image encoder. Keys: `patch_embed.*`, `layers.{i}.*`, `norm.*`.
+#[derive(Module, Debug)]
+pub struct ImageEncoder {
+    /// The stem: Swin patch embedding or the CvT 7x7 stride-4 conv embedding.
+    pub patch_embed: ConvEmbed,
+    /// The stages.
+    pub layers: Vec<Stage>,
+    /// Final LayerNorm over the last stage's channels.
+    pub norm: LayerNorm,
+    /// Input channels.
+    pub in_chans: usize,
+    /// Minimum input side (the stem must produce at least one pixel).
+    pub min_side: usize,
+    /// Input pixels per stage-0 pixel (4 for both stems).
+    pub stem_stride: usize,
+}
+
+impl ImageEncoderConfig {
+    /// Builds the encoder with freshly initialised weights.
+    pub fn init(&self, device: &Device) -> Result<ImageEncoder> {
+        self.validate()?;
+        let eps = self.layer_norm_eps;
+        let c = self.embed_dim;
+        let patch_embed = match self.embedding {
+            EmbeddingKind::Patch => ConvEmbed::new(self.in_chans, c, self.patch_size, self.patch_size, 0, eps, device),
+            EmbeddingKind::Conv => ConvEmbed::new(self.in_chans, c, 7, 4, 2, eps, device),
+        };
+        let mut layers = Vec::with_capacity(self.num_stages());
+        let resolutions = stage_resolutions(self, (self.image_size, self.image_size));
+        for i in 0..self.num_stages() {
+            let d = self.stage_dim(i);
+            let (window, shift) = stage_window(self, i);
+            let blocks = (0..self.depths[i])
+                .map(|j| {
+                    let s = if j % 2 == 1 { shift } else { (0, 0) };
+                    SwinBlock::new(d, self.num_heads[i], window, s, self.mlp_ratio, self.qkv_bias, eps, device)
+                })
+                .collect();
+            let downsample = (i + 1 < self.num_stages()).then(|| match self.embedding {
+                EmbeddingKind::Patch => Downsample::Merge(PatchMerging::new(d, eps, device)),
+                EmbeddingKind::Conv => Downsample::Conv(ConvEmbed::new(d, 2 * d, 3, 2, 1, eps, device)),
+            });
+            layers.push(Stage { blocks, downsample, resolution: resolutions[i] });
+        }
+        let min_side = match self.embedding {
+            EmbeddingKind::Patch => self.patch_size,
+            EmbeddingKind::Conv => (1..).find(|&s| stem_resolution(self, (s, s)).0 > 0).unwrap_or(1),
+        };
+        Ok(ImageEncoder {
+            patch_embed,
+            layers,
+            norm: LayerNormConfig::new(self.num_features()).with_epsilon(eps).init(device),
+            in_chans: self.in_chans,
+            min_side,
+            stem_stride: match self.embedding {
+                EmbeddingKind::Patch => self.patch_size,
+                EmbeddingKind::Conv => 4,
+            },
+        })
+    }
+}
+
+impl ImageEncoder {
+    fn check_input(&self, images: &Tensor<4>) -> Result<()> {
+        let [b, c, h, w] = images.dims();
+        if b == 0 {
+            return Err(FlorenceError::Input("empty image batch".into()));
+        }
+        if c != self.in_chans {
+            return Err(FlorenceError::Input(format!(
+                "images must be [batch, {}, height, width] (NCHW), got [{b}, {c}, {h}, {w}]",
+                self.in_chans
+            )));
+        }
+        if h < self.min_side || w < self.min_side {
+            return Err(FlorenceError::Input(format!(
+                "images of {h}x{w} are too small: each side must be at least {} pixels",
+                self.min_side
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs the stem and every stage. `images: [B, C, H, W]` (normalised NCHW) -> per-stage
+    /// feature maps (see [`FeatureMap`]) and the final map after `norm`, `[B, h, w, C_last]`.
+    pub fn forward_stages(&self, images: Tensor<4>) -> Result<(Vec<FeatureMap>, Tensor<4>)> {
+        self.check_input(&images)?;
+        let mut x = self.patch_embed.forward_nchw(images);
+        let mut maps = Vec::with_capacity(self.layers.len());
+        for (i, stage) in self.layers.iter().enumerate() {
+            let (features, next) = stage.forward(x);
+            let channels = features.dims()[3];
+            maps.push(FeatureMap { tensor: features, channels, stride: self.stem_stride << i });
+            x = next;
+        }
+        Ok((maps, self.norm.forward(x)))
+    }
+
+    /// Per-stage feature maps with their channels and strides (for detection necks).
+    pub fn feature_maps(&self, images: Tensor<4>) -> Result<Vec<FeatureMap>> {
+        Ok(self.forward_stages(images)?.0)
+    }
+
+    /// `images: [B, C, H, W]` -> pooled features `[B, C_last]`: final LayerNorm, then the mean
+    /// over all tokens (Swin's `avgpool`).
+    pub fn forward_features(&self, images: Tensor<4>) -> Result<Tensor<2>> {
+        let (_, last) = self.forward_stages(images)?;
+        let [b, h, w, c] = last.dims();
+        Ok(last.reshape([b, h * w, c]).mean_dim(1).reshape([b, c]))
+    }
+}

@@ -1,0 +1,12 @@
+//! The image tower: Swin and CoSwin (Swin with CvT convolutional embeddings) in one implementation.
+
+pub mod attention;
+pub mod block;
+pub mod embed;
+pub mod encoder;
+pub mod geometry;
+pub mod merge;
+pub mod stage;
+pub mod window;
+
+pub use encoder::{FeatureMap, ImageEncoder};

@@ -1,0 +1,71 @@
+//! One stage: `depth` Swin blocks, alternating unshifted and shifted windows, then (for all but
+//! the last stage) the downsampler. This is the original Microsoft layout that UniCL checkpoints
+//! use: `layers.{i}.blocks.{j}.*` and `layers.{i}.downsample.*` at the *end* of stage i.
+
+use burn::prelude::*;
+
+use super::block::SwinBlock;
+use super::embed::ConvEmbed;
+use super::geometry::{pad_to_multiple, shifted_window_mask};
+use super::merge::PatchMerging;
+
+/// Between-stage downsampling: Swin patch merging or a CvT 3x3 stride-2 conv embedding.
+#[derive(Module, Debug)]
+pub enum Downsample {
+    /// Swin: `downsample.{norm,reduction}`.
+    Merge(PatchMerging),
+    /// CoSwin: `downsample.{proj,norm}`.
+    Conv(ConvEmbed),
+}
+
+impl Downsample {
+    /// `[B, H, W, D] -> [B, ceil(H/2), ceil(W/2), 2D]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        match self {
+            Self::Merge(m) => m.forward(x),
+            Self::Conv(c) => c.forward(x),
+        }
+    }
+}
+
+/// A stage of the hierarchy.
+#[derive(Module, Debug)]
+pub struct Stage {
+    /// The blocks; odd ones shift their windows.
+    pub blocks: Vec<SwinBlock>,
+    /// Downsampler applied after the blocks (absent in the last stage).
+    pub downsample: Option<Downsample>,
+    /// Feature-map size at the config's image size (what the checkpoint's `attn_mask` buffers
+    /// were computed for).
+    pub resolution: (usize, usize),
+}
+
+impl Stage {
+    /// The shifted-window mask `[nW, N, N]` for an `h x w` map, shared by every shifted block of
+    /// the stage (None when no block shifts).
+    pub fn shift_mask(&self, h: usize, w: usize, device: &Device) -> Option<Tensor<3>> {
+        let blk = self.blocks.iter().find(|b| b.is_shifted())?;
+        let win = blk.attn.window;
+        let (hp, wp) = (h + pad_to_multiple(h, win.0), w + pad_to_multiple(w, win.1));
+        let n = win.0 * win.1;
+        let nw = (hp / win.0) * (wp / win.1);
+        let mask = shifted_window_mask(hp, wp, win, blk.shift);
+        Some(Tensor::from_data(TensorData::new(mask, [nw, n, n]), device))
+    }
+
+    /// `x: [B, H, W, D]` -> (`features`: the blocks' output `[B, H, W, D]`, `next`: the
+    /// downsampled map for the following stage, or `features` again in the last stage).
+    pub fn forward(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        let [_, h, w, _] = x.dims();
+        let mask = self.shift_mask(h, w, &x.device());
+        let mut x = x;
+        for blk in &self.blocks {
+            x = blk.forward(x, mask.clone());
+        }
+        let next = match &self.downsample {
+            Some(d) => d.forward(x.clone()),
+            None => x.clone(),
+        };
+        (x, next)
+    }
+}

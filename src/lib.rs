@@ -1,0 +1,27 @@
+//! # florence
+//!
+//! The Florence vision foundation model (Yuan et al., 2021) on [Burn](https://burn.dev): a
+//! CoSwin/Swin image tower and a CLIP-style text tower trained with UniCL, in one model
+//! definition that runs on every Burn backend (chosen by cargo feature, picked at run time by a
+//! `burn::tensor::Device`).
+//!
+//! ```no_run
+//! use florence::{Florence, FlorenceConfig};
+//! # fn main() -> Result<(), florence::FlorenceError> {
+//! let device = florence::device::default_device()?;
+//! let config = FlorenceConfig::preset("unicl-swin-t")?;
+//! let model = Florence::load(&config, "in21k_yfcc14m_gcc15m_swin_tiny.pth", &device)?;
+//! # Ok(()) }
+//! ```
+
+pub mod checkpoint;
+pub mod config;
+pub mod device;
+pub mod error;
+pub mod image;
+pub mod model;
+pub mod text;
+
+pub use config::{EmbeddingKind, FlorenceConfig, ImageEncoderConfig, PRESETS, TextEncoderConfig};
+pub use error::{CheckpointError, FlorenceError, Result};
+pub use model::{Florence, Logits};

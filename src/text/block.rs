@@ -1,0 +1,56 @@
+//! UniCL's `ResidualAttentionBlock` (pre-LN; `model/text_encoder/transformer.py`):
+//! `x + attn(ln_1(x))`, then `x + c_proj(QuickGELU(c_fc(ln_2(x))))`.
+
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::sigmoid;
+
+use super::attention::MultiheadSelfAttention;
+
+/// CLIP's QuickGELU, `x * sigmoid(1.702 x)` (UniCL `QuickGELU`).
+pub fn quick_gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    x.clone() * sigmoid(x.mul_scalar(1.702))
+}
+
+/// `c_proj(QuickGELU(c_fc(x)))`. Keys `mlp.c_fc.*`, `mlp.c_proj.*`.
+#[derive(Module, Debug)]
+pub struct TextMlp {
+    /// `Linear(W, 4W)`.
+    pub c_fc: Linear,
+    /// `Linear(4W, W)`.
+    pub c_proj: Linear,
+}
+
+/// One residual block.
+#[derive(Module, Debug)]
+pub struct ResidualAttentionBlock {
+    /// Self-attention.
+    pub attn: MultiheadSelfAttention,
+    /// LayerNorm before attention (eps 1e-12 in UniCL).
+    pub ln_1: LayerNorm,
+    /// The MLP.
+    pub mlp: TextMlp,
+    /// LayerNorm before the MLP.
+    pub ln_2: LayerNorm,
+}
+
+impl ResidualAttentionBlock {
+    /// Builds a block.
+    pub fn new(width: usize, heads: usize, eps: f64, device: &Device) -> Self {
+        Self {
+            attn: MultiheadSelfAttention::new(width, heads, device),
+            ln_1: LayerNormConfig::new(width).with_epsilon(eps).init(device),
+            mlp: TextMlp {
+                c_fc: LinearConfig::new(width, 4 * width).init(device),
+                c_proj: LinearConfig::new(4 * width, width).init(device),
+            },
+            ln_2: LayerNormConfig::new(width).with_epsilon(eps).init(device),
+        }
+    }
+
+    /// `x: [B, L, W] -> [B, L, W]`.
+    pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<2>>) -> Tensor<3> {
+        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), mask);
+        x.clone() + self.mlp.c_proj.forward(quick_gelu(self.mlp.c_fc.forward(self.ln_2.forward(x))))
+    }
+}

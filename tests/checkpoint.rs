@@ -1,0 +1,280 @@
+//! The strict loader: every accepted format and naming, round trips, and a typed error for every
+//! kind of bad checkpoint.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use burn::tensor::DType;
+use common::*;
+use florence::checkpoint::{Convention, Format};
+use florence::{CheckpointError, Florence, FlorenceConfig, FlorenceError};
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+
+type Raw = BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>;
+
+fn raw(name: &str) -> Raw {
+    let bytes = std::fs::read(fixture_path(name)).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors().into_iter().map(|(k, v)| (k, (v.dtype(), v.shape().to_vec(), v.data().to_vec()))).collect()
+}
+
+fn write(raw: &Raw, path: &Path) {
+    let views: Vec<(String, TensorView)> =
+        raw.iter().map(|(k, (d, s, b))| (k.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
+    safetensors::tensor::serialize_to_file(views, None, path).unwrap();
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("florence-ckpt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn tiny() -> FlorenceConfig {
+    FlorenceConfig::preset("tiny").unwrap()
+}
+
+fn embeddings(m: &Florence, dev: &Device) -> (Tensor<2>, Tensor<2>) {
+    let io = load_fixture("tiny_swin_io.safetensors");
+    (m.encode_image(float(&io, "images", dev)).unwrap(), m.encode_text(int(&io, "input_ids", dev)).unwrap())
+}
+
+fn load_err(config: &FlorenceConfig, path: &Path) -> CheckpointError {
+    match Florence::load(config, path, &device()) {
+        Err(FlorenceError::Checkpoint(e)) => e,
+        Err(other) => panic!("expected a checkpoint error, got {other}"),
+        Ok(_) => panic!("{} loaded but should not", path.display()),
+    }
+}
+
+#[test]
+fn released_pth_layout_is_recognised() {
+    let dev = device();
+    let mut m = tiny().init(&dev).unwrap();
+    let r = m.load_weights(fixture_path("tiny_swin_fp16.pth")).unwrap();
+    assert_eq!(r.format, Format::Pytorch);
+    assert_eq!(r.convention, Some(Convention::UniclA));
+    assert_eq!(r.loaded, m.num_params_tensors());
+    // One relative_position_index per block (8) and an attn_mask for the shifted blocks of the
+    // stages whose map is larger than the window (stages 0 and 1).
+    assert_eq!(r.buffers_checked, 8 + 2);
+    assert!(r.dtypes.contains_key("F16") && r.dtypes.contains_key("I64"), "{:?}", r.dtypes);
+}
+
+trait CountTensors {
+    fn num_params_tensors(&self) -> usize;
+}
+impl CountTensors for Florence {
+    fn num_params_tensors(&self) -> usize {
+        use burn::store::ModuleSnapshot;
+        self.collect(None, None, true).len()
+    }
+}
+
+#[test]
+fn naming_variants_b_and_c_load_identically() {
+    let dev = device();
+    let base = Florence::load(&tiny(), fixture_path("tiny_swin.safetensors"), &dev).unwrap();
+    let (u0, v0) = embeddings(&base, &dev);
+    let a = raw("tiny_swin.safetensors");
+    let b: Raw = a
+        .iter()
+        .map(|(k, v)| {
+            let k = if let Some(r) = k.strip_prefix("image_encoder.") {
+                format!("visual.{r}")
+            } else if let Some(r) = k.strip_prefix("text_encoder.") {
+                format!("text.{r}")
+            } else if k == "image_projection" {
+                "vision_projection".into()
+            } else {
+                k.clone()
+            };
+            (k, v.clone())
+        })
+        .collect();
+    let c: Raw = a
+        .iter()
+        .map(|(k, v)| {
+            let k = if let Some(r) = k.strip_prefix("text_encoder.") {
+                format!("lang_encoder.{r}")
+            } else if k == "text_projection" {
+                "lang_projection".into()
+            } else {
+                k.clone()
+            };
+            (k, v.clone())
+        })
+        .collect();
+    for (raw, name, conv) in [(b, "variant_b.safetensors", Convention::KliteB), (c, "variant_c.safetensors", Convention::ElevaterC)] {
+        let p = tmp(name);
+        write(&raw, &p);
+        let mut m = tiny().init(&dev).unwrap();
+        assert_eq!(m.load_weights(&p).unwrap().convention, Some(conv));
+        let (u, v) = embeddings(&m, &dev);
+        assert_close(name, u, u0.clone(), 0.0);
+        assert_close(name, v, v0.clone(), 0.0);
+    }
+}
+
+#[test]
+fn bf16_checkpoint_loads_into_f32() {
+    let dev = device();
+    let f32m = Florence::load(&tiny(), fixture_path("tiny_swin.safetensors"), &dev).unwrap();
+    let mut m = tiny().init(&dev).unwrap();
+    let r = m.load_weights(fixture_path("tiny_swin_bf16.safetensors")).unwrap();
+    assert!(r.dtypes.contains_key("BF16"));
+    assert_eq!(m.logit_scale.val().dtype(), DType::F32);
+    // Each weight equals the f32 one rounded to bf16 (8 significant bits): relative error <= 2^-8.
+    let a: Vec<f32> = m.image_encoder.layers[2].blocks[1].attn.qkv.weight.val().into_data().iter::<f32>().collect();
+    let b: Vec<f32> = f32m.image_encoder.layers[2].blocks[1].attn.qkv.weight.val().into_data().iter::<f32>().collect();
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= y.abs() * 2f32.powi(-8), "{x} vs {y}");
+    }
+    // Embeddings of a bf16-rounded model stay within bf16 precision of the f32 ones.
+    let (u, v) = embeddings(&m, &dev);
+    let (u0, v0) = embeddings(&f32m, &dev);
+    assert_close("bf16 image embeddings", u, u0, 2e-2);
+    assert_close("bf16 text embeddings", v, v0, 2e-2);
+}
+
+#[test]
+fn safetensors_round_trip_reproduces_the_unicl_layout() {
+    let dev = device();
+    let m = Florence::load(&tiny(), fixture_path("tiny_swin_fp16.pth"), &dev).unwrap();
+    let out = tmp("roundtrip.safetensors");
+    m.save_safetensors(&out, DType::F32).unwrap();
+    // Same keys, shapes, dtypes and values as the reference's own UniCL-layout file, buffers included.
+    let want = raw("tiny_swin.safetensors");
+    let bytes = std::fs::read(&out).unwrap();
+    let got = SafeTensors::deserialize(&bytes).unwrap();
+    let mut names = got.names().into_iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    names.sort();
+    assert_eq!(names, want.keys().cloned().collect::<Vec<_>>());
+    for (k, (d, s, b)) in &want {
+        let t = got.tensor(k).unwrap();
+        assert_eq!((t.dtype(), t.shape()), (*d, s.as_slice()), "{k}");
+        assert_eq!(t.data(), b.as_slice(), "{k}");
+    }
+    // And it loads back to the same model; fp16 and burnpack too.
+    let (u0, v0) = embeddings(&m, &dev);
+    for (name, dtype) in [("rt32.safetensors", DType::F32), ("rt16.safetensors", DType::F16)] {
+        let p = tmp(name);
+        m.save_safetensors(&p, dtype).unwrap();
+        let back = Florence::load(&tiny(), &p, &dev).unwrap();
+        let (u, v) = embeddings(&back, &dev);
+        assert_close(name, u, u0.clone(), 0.0);
+        assert_close(name, v, v0.clone(), 0.0);
+    }
+    let p = tmp("rt.bpk");
+    m.save_burnpack(&p).unwrap();
+    let mut back = tiny().init(&dev).unwrap();
+    assert_eq!(back.load_weights(&p).unwrap().format, Format::Burnpack);
+    let (u, v) = embeddings(&back, &dev);
+    assert_close("burnpack", u, u0, 0.0);
+    assert_close("burnpack", v, v0, 0.0);
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let mut r = raw("tiny_swin.safetensors");
+    r.remove("image_encoder.layers.1.blocks.0.mlp.fc2.bias");
+    let p = tmp("missing.safetensors");
+    write(&r, &p);
+    match load_err(&tiny(), &p) {
+        CheckpointError::MissingKeys { keys } => assert_eq!(keys, ["image_encoder.layers.1.blocks.0.mlp.fc2.bias"]),
+        e => panic!("{e}"),
+    }
+}
+
+#[test]
+fn unexpected_tensor_is_named() {
+    let mut r = raw("tiny_swin.safetensors");
+    let v = r["image_projection"].clone();
+    r.insert("image_encoder.head.weight".into(), v);
+    let p = tmp("extra.safetensors");
+    write(&r, &p);
+    match load_err(&tiny(), &p) {
+        CheckpointError::UnexpectedKeys { keys } => assert_eq!(keys, ["image_encoder.head.weight"]),
+        e => panic!("{e}"),
+    }
+}
+
+#[test]
+fn wrong_shape_names_key_and_both_shapes() {
+    let mut r = raw("tiny_swin.safetensors");
+    let (d, _, b) = r["text_projection"].clone();
+    r.insert("text_projection".into(), (d, vec![24, 32], b));
+    let p = tmp("shape.safetensors");
+    write(&r, &p);
+    let e = load_err(&tiny(), &p);
+    match &e {
+        CheckpointError::ShapeMismatch { key, expected, found } => {
+            assert_eq!((key.as_str(), expected.as_slice(), found.as_slice()), ("text_projection", &[32, 24][..], &[24, 32][..]))
+        }
+        e => panic!("{e}"),
+    }
+    assert!(e.to_string().contains("[24, 32]") && e.to_string().contains("[32, 24]"));
+}
+
+#[test]
+fn wrong_config_for_the_checkpoint_is_reported() {
+    // CoSwin weights into a Swin config: the stem conv is 7x7, not 4x4.
+    let e = load_err(&tiny(), &fixture_path("tiny_coswin.safetensors"));
+    assert!(matches!(&e, CheckpointError::ShapeMismatch { key, .. } if key == "image_encoder.patch_embed.proj.weight"), "{e}");
+    assert!(e.to_string().contains("config"));
+    // A deeper config than the checkpoint: the extra blocks are missing.
+    let mut deep = tiny();
+    deep.image.depths[2] = 4;
+    assert!(matches!(load_err(&deep, &fixture_path("tiny_swin_fp16.pth")), CheckpointError::MissingKeys { .. }));
+    // A different image size: the shifted-window masks in the checkpoint no longer fit.
+    let mut big = tiny();
+    big.image.image_size = 96;
+    assert!(matches!(load_err(&big, &fixture_path("tiny_swin_fp16.pth")), CheckpointError::BufferMismatch { .. }));
+}
+
+#[test]
+fn tampered_buffer_is_rejected() {
+    let mut r = raw("tiny_swin.safetensors");
+    let k = "image_encoder.layers.0.blocks.1.attn.relative_position_index";
+    let (d, s, mut b) = r[k].clone();
+    b.swap(0, 8);
+    b.swap(1, 9);
+    r.insert(k.into(), (d, s, b));
+    let p = tmp("buffer.safetensors");
+    write(&r, &p);
+    assert!(matches!(load_err(&tiny(), &p), CheckpointError::BufferMismatch { key, .. } if key == k));
+}
+
+#[test]
+fn truncated_files_are_corrupt_not_panics() {
+    for name in ["tiny_swin_fp16.pth", "tiny_swin.safetensors"] {
+        let bytes = std::fs::read(fixture_path(name)).unwrap();
+        for cut in [bytes.len() / 2, bytes.len() - 10] {
+            let p = tmp(&format!("cut-{cut}-{name}"));
+            std::fs::write(&p, &bytes[..cut]).unwrap();
+            let e = load_err(&tiny(), &p);
+            assert!(matches!(e, CheckpointError::Corrupt { .. } | CheckpointError::UnknownFormat { .. }), "{name} cut at {cut}: {e}");
+        }
+    }
+}
+
+#[test]
+fn not_a_checkpoint() {
+    let p = tmp("notes.txt");
+    std::fs::write(&p, "these are not the weights you are looking for").unwrap();
+    assert!(matches!(load_err(&tiny(), &p), CheckpointError::UnknownFormat { .. }));
+    let p = tmp("empty.pth");
+    std::fs::write(&p, b"").unwrap();
+    assert!(matches!(load_err(&tiny(), &p), CheckpointError::UnknownFormat { .. }));
+    assert!(matches!(load_err(&tiny(), Path::new("/nonexistent/model.pth")), CheckpointError::NotFound(_)));
+    // A valid safetensors file of some other model.
+    let mut other = Raw::new();
+    other.insert("backbone.conv1.weight".into(), (Dtype::F32, vec![2], vec![0u8; 8]));
+    let p = tmp("resnet.safetensors");
+    write(&other, &p);
+    let e = load_err(&tiny(), &p);
+    assert!(matches!(e, CheckpointError::NotAFlorenceModel { .. }), "{e}");
+}

@@ -1,0 +1,159 @@
+//! Parity of the two towers, stage by stage, against the PyTorch references in
+//! `scripts/reference/` (timm Swin re-keyed to the Microsoft layout, timm Swin blocks with GLIP's
+//! CvT ConvEmbed for CoSwin, UniCL's text Transformer). Weights go through the public loader.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use burn::prelude::*;
+use common::*;
+use florence::{Florence, FlorenceConfig};
+
+struct Case {
+    model: Florence,
+    io: BTreeMap<String, TensorData>,
+    dev: Device,
+}
+
+fn case(preset: &str, weights: &str, io: &str) -> Case {
+    let dev = device();
+    let config = FlorenceConfig::preset(preset).unwrap();
+    let model = Florence::load(&config, fixture_path(weights), &dev).unwrap();
+    Case { model, io: load_fixture(io), dev }
+}
+
+fn check_image_tower(c: &Case, prefix: &str, label: &str) {
+    let images: Tensor<4> = float(&c.io, &format!("{prefix}images"), &c.dev);
+    let enc = &c.model.image_encoder;
+    assert_close(
+        &format!("{label} patch_embed"),
+        enc.patch_embed.forward_nchw(images.clone()),
+        float(&c.io, &format!("{prefix}image.patch_embed"), &c.dev),
+        F32_TOL,
+    );
+    let (maps, last) = enc.forward_stages(images.clone()).unwrap();
+    for (i, m) in maps.iter().enumerate() {
+        assert_eq!(m.channels, 12 << i);
+        assert_eq!(m.stride, 4 << i);
+        assert_close(&format!("{label} stage{i}"), m.tensor.clone(), float(&c.io, &format!("{prefix}image.stage{i}"), &c.dev), F32_TOL);
+    }
+    assert_close(&format!("{label} final norm"), last, float(&c.io, &format!("{prefix}image.norm"), &c.dev), F32_TOL);
+    assert_close(
+        &format!("{label} pooled"),
+        enc.forward_features(images.clone()).unwrap(),
+        float(&c.io, &format!("{prefix}image.pooled"), &c.dev),
+        F32_TOL,
+    );
+    assert_close(
+        &format!("{label} image embeddings"),
+        c.model.encode_image(images).unwrap(),
+        float(&c.io, &format!("{prefix}image_embeds"), &c.dev),
+        F32_TOL,
+    );
+}
+
+/// One attention block without and with the cyclic shift, fed the reference's own input.
+fn check_blocks(c: &Case, label: &str) {
+    let stage = &c.model.image_encoder.layers[0];
+    let x: Tensor<4> = float(&c.io, "image.patch_embed", &c.dev);
+    let [_, h, w, _] = x.dims();
+    assert!(!stage.blocks[0].is_shifted() && stage.blocks[1].is_shifted());
+    let mask = stage.shift_mask(h, w, &c.dev);
+    let b0 = stage.blocks[0].forward(x, None);
+    assert_close(&format!("{label} block (no shift)"), b0, float(&c.io, "image.stage0.block0.out", &c.dev), F32_TOL);
+    let b1 = stage.blocks[1].forward(float(&c.io, "image.stage0.block0.out", &c.dev), mask);
+    assert_close(&format!("{label} block (shifted, -100 mask)"), b1, float(&c.io, "image.stage0.block1.out", &c.dev), F32_TOL);
+}
+
+fn check_text_and_logits(c: &Case, label: &str) {
+    let ids: Tensor<2, Int> = int(&c.io, "input_ids", &c.dev);
+    assert_close(
+        &format!("{label} text hidden"),
+        c.model.text_encoder.forward(ids.clone()).unwrap(),
+        float(&c.io, "text.last_hidden_state", &c.dev),
+        F32_TOL,
+    );
+    assert_close(&format!("{label} text embeddings"), c.model.encode_text(ids.clone()).unwrap(), float(&c.io, "text_embeds", &c.dev), F32_TOL);
+    let images: Tensor<4> = float(&c.io, "images", &c.dev);
+    let logits = c.model.logits(images, ids).unwrap();
+    // Logits are scaled by exp(2.6592) = 14.3: the tolerance scales with them.
+    assert_close(&format!("{label} logits per image"), logits.per_image, float(&c.io, "logits_per_image", &c.dev), 14.3 * F32_TOL);
+    assert_close(&format!("{label} logits per text"), logits.per_text, float(&c.io, "logits_per_text", &c.dev), 14.3 * F32_TOL);
+}
+
+#[test]
+fn swin_from_fp16_pth_matches_timm_stage_by_stage() {
+    // The released-checkpoint path: {'model': ...}, fp16, int64 buffers, 0-D logit_scale. The
+    // reference weights are fp16-representable, so fp16 -> f32 loading is exact.
+    let c = case("tiny", "tiny_swin_fp16.pth", "tiny_swin_io.safetensors");
+    check_blocks(&c, "swin");
+    check_image_tower(&c, "", "swin");
+    check_text_and_logits(&c, "swin");
+    // logit_scale came from a 0-D fp16 tensor; it equals the f32 fixture's value exactly.
+    let st = load_fixture("tiny_swin.safetensors");
+    let want = st["logit_scale"].iter::<f32>().next().unwrap().exp();
+    assert_eq!(c.model.scale_value(), want);
+}
+
+#[test]
+fn swin_from_safetensors_matches() {
+    let c = case("tiny", "tiny_swin.safetensors", "tiny_swin_io.safetensors");
+    check_image_tower(&c, "", "swin/st");
+    check_text_and_logits(&c, "swin/st");
+}
+
+#[test]
+fn swin_at_a_size_that_is_not_a_window_multiple() {
+    // 72x88: stage maps 18x22, 9x11, 5x6, 3x3 against window 4, so every stage pads, and the odd
+    // sides pad before patch merging. Reference: timm's dynamic path (roll, then pad).
+    let c = case("tiny", "tiny_swin.safetensors", "tiny_swin_io.safetensors");
+    check_image_tower(&c, "odd.", "swin 72x88");
+}
+
+#[test]
+fn coswin_matches_timm_blocks_with_cvt_embedding() {
+    let c = case("tiny-coswin", "tiny_coswin.safetensors", "tiny_coswin_io.safetensors");
+    check_blocks(&c, "coswin");
+    check_image_tower(&c, "", "coswin");
+    check_image_tower(&c, "odd.", "coswin 72x88");
+    check_text_and_logits(&c, "coswin");
+}
+
+#[test]
+fn tiny_presets_match_the_fixture_configs() {
+    for (preset, file) in [("tiny", "tiny_swin_config.json"), ("tiny-coswin", "tiny_coswin_config.json")] {
+        let c = FlorenceConfig::preset(preset).unwrap();
+        let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture_path(file)).unwrap()).unwrap();
+        assert_eq!(j["image"]["embed_dim"], c.image.embed_dim);
+        assert_eq!(j["image"]["window_size"], c.image.window_size);
+        assert_eq!(j["image"]["image_size"], c.image.image_size);
+        assert_eq!(j["image"]["depths"], serde_json::json!(c.image.depths));
+        assert_eq!(j["image"]["num_heads"], serde_json::json!(c.image.num_heads));
+        assert_eq!(j["image"]["embedding"], serde_json::to_value(c.image.embedding).unwrap());
+        assert_eq!(j["text"]["width"], c.text.width);
+        assert_eq!(j["text"]["vocab_size"], c.text.vocab_size);
+        assert_eq!(j["text"]["context_length"], c.text.context_length);
+        assert_eq!(j["projection_dim"], c.projection_dim);
+        // The built model has exactly the parameter count the formulas give.
+        let m = c.init(&device()).unwrap();
+        use burn::module::Module;
+        assert_eq!(m.num_params(), c.num_params(), "{preset}");
+    }
+}
+
+#[test]
+fn bad_inputs_are_errors_not_panics() {
+    let dev = device();
+    let m = FlorenceConfig::preset("tiny").unwrap().init(&dev).unwrap();
+    let e = m.encode_image(Tensor::zeros([1, 1, 64, 64], &dev)).unwrap_err().to_string();
+    assert!(e.contains("[batch, 3, height, width]"), "{e}");
+    let e = m.encode_image(Tensor::zeros([1, 3, 2, 64], &dev)).unwrap_err().to_string();
+    assert!(e.contains("too small"), "{e}");
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![998i64, 5, 1000], [1, 3]), &dev);
+    let e = m.encode_text(ids).unwrap_err().to_string();
+    assert!(e.contains("outside the vocabulary"), "{e}");
+    let ids = Tensor::<2, Int>::zeros([1, 17], &dev);
+    let e = m.encode_text(ids).unwrap_err().to_string();
+    assert!(e.contains("context length"), "{e}");
+}
