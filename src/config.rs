@@ -390,6 +390,22 @@ mod tests {
     }
 
     #[test]
+    fn config_files_round_trip() {
+        let dir = std::env::temp_dir().join(format!("florence-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("coswin.json");
+        let c = FlorenceConfig::preset("coswin-t").unwrap();
+        c.save(&path).unwrap();
+        assert_eq!(FlorenceConfig::load(&path).unwrap(), c);
+        assert_eq!(FlorenceConfig::from_preset_or_file(path.to_str().unwrap()).unwrap(), c);
+        assert_eq!(FlorenceConfig::from_preset_or_file("coswin-t").unwrap(), c);
+        let missing = dir.join("nope.json");
+        assert!(matches!(FlorenceConfig::load(&missing), Err(FlorenceError::Io { .. })));
+        std::fs::write(&path, "{").unwrap();
+        assert!(matches!(FlorenceConfig::load(&path), Err(FlorenceError::ConfigParse { .. })));
+    }
+
+    #[test]
     fn parameter_counts_match_the_spec() {
         // florence-spec.md §2.2: UniCL Swin-T = 91.34M, Swin-B = 150.70M (inferred from the module code).
         let t = FlorenceConfig::preset("unicl-swin-t").unwrap().num_params();

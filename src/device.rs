@@ -28,8 +28,12 @@ pub fn available() -> Vec<&'static str> {
     v
 }
 
-/// The default device of this build: the first of [`available`].
+/// The default device: the backend named by the `FLORENCE_DEVICE` environment variable if set
+/// (e.g. `FLORENCE_DEVICE=wgpu`), else the first of [`available`].
 pub fn default_device() -> Result<Device> {
+    if let Ok(name) = std::env::var("FLORENCE_DEVICE") {
+        return device_by_name(name.trim());
+    }
     let name = available().first().copied().ok_or_else(|| {
         FlorenceError::Config("no backend compiled in: enable one of the features flex, wgpu, vulkan, metal, cuda, tch".into())
     })?;

@@ -86,7 +86,9 @@ impl Florence {
         Ok(model)
     }
 
-    /// Loads a checkpoint into this model, strictly. On error the model is left unchanged.
+    /// Loads a checkpoint into this model, strictly. Every key, shape, dtype and buffer is checked
+    /// before any tensor is applied, so a mismatch leaves the model unchanged; only a file whose
+    /// tensor data is corrupt past its (valid) index can fail midway and leave it partly loaded.
     pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<LoadReport> {
         let path = path.as_ref();
         let format = format::detect(path)?;
