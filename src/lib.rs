@@ -20,6 +20,7 @@ pub mod device;
 pub mod error;
 pub mod image;
 pub mod model;
+pub mod ops;
 pub mod text;
 
 pub use config::{EmbeddingKind, FlorenceConfig, ImageEncoderConfig, PRESETS, TextEncoderConfig};

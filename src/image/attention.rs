@@ -6,6 +6,7 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
 use super::geometry::relative_position_index;
+use crate::ops::{merge_heads, split_qkv};
 
 /// Attention inside `wh x ww` windows. Field names follow the checkpoint keys
 /// (`attn.qkv`, `attn.proj`, `attn.relative_position_bias_table`).
@@ -57,10 +58,7 @@ impl WindowAttention {
     pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<3>>) -> Tensor<3> {
         let [bn, n, d] = x.dims();
         let (h, hd) = (self.num_heads, d / self.num_heads);
-        let qkv = self.qkv.forward(x).reshape([bn, n, 3, h, hd]).permute([2, 0, 3, 1, 4]);
-        let q = qkv.clone().slice_dim(0, 0..1).reshape([bn, h, n, hd]);
-        let k = qkv.clone().slice_dim(0, 1..2).reshape([bn, h, n, hd]);
-        let v = qkv.slice_dim(0, 2..3).reshape([bn, h, n, hd]);
+        let [q, k, v] = split_qkv(self.qkv.forward(x), h); // each [B*nW, heads, N, hd]
         // Swin scales q before the product (head_dim^-0.5).
         let q = q.mul_scalar((hd as f64).powf(-0.5));
         let mut attn = q.matmul(k.swap_dims(2, 3)) + self.relative_position_bias().unsqueeze_dim::<4>(0);
@@ -69,7 +67,6 @@ impl WindowAttention {
             attn = (attn.reshape([bn / nw, nw, h, n, n]) + mask.unsqueeze_dim::<4>(1).unsqueeze_dim::<5>(0))
                 .reshape([bn, h, n, n]);
         }
-        let out = softmax(attn, 3).matmul(v).swap_dims(1, 2).reshape([bn, n, d]);
-        self.proj.forward(out)
+        self.proj.forward(merge_heads(softmax(attn, 3).matmul(v)))
     }
 }

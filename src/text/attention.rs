@@ -5,6 +5,8 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
+use crate::ops::{merge_heads, split_qkv};
+
 /// Self-attention with a packed q|k|v projection. The checkpoint's `attn.in_proj_weight` /
 /// `attn.in_proj_bias` are mapped to `attn.in_proj.{weight,bias}` by the loader.
 #[derive(Module, Debug)]
@@ -29,18 +31,14 @@ impl MultiheadSelfAttention {
 
     /// `x: [B, L, W]`, `mask: [L, L]` additive (0 or a large negative) -> `[B, L, W]`.
     pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<2>>) -> Tensor<3> {
-        let [b, l, w] = x.dims();
-        let (h, hd) = (self.num_heads, w / self.num_heads);
-        let qkv = self.in_proj.forward(x).reshape([b, l, 3, h, hd]).permute([2, 0, 3, 1, 4]);
-        let q = qkv.clone().slice_dim(0, 0..1).reshape([b, h, l, hd]);
-        let k = qkv.clone().slice_dim(0, 1..2).reshape([b, h, l, hd]);
-        let v = qkv.slice_dim(0, 2..3).reshape([b, h, l, hd]);
+        let [_, _, w] = x.dims();
+        let hd = w / self.num_heads;
+        let [q, k, v] = split_qkv(self.in_proj.forward(x), self.num_heads); // each [B, heads, L, hd]
         // PyTorch's MHA scales q by head_dim^-0.5 before the product.
         let mut scores = q.mul_scalar((hd as f64).powf(-0.5)).matmul(k.swap_dims(2, 3));
         if let Some(mask) = mask {
             scores = scores + mask.unsqueeze_dim::<3>(0).unsqueeze_dim::<4>(0);
         }
-        let out = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, l, w]);
-        self.out_proj.forward(out)
+        self.out_proj.forward(merge_heads(softmax(scores, 3).matmul(v)))
     }
 }

@@ -1,0 +1,20 @@
+//! Small tensor helpers shared by the two towers.
+
+use burn::prelude::*;
+
+/// Splits the output of a packed q|k|v projection into per-head tensors.
+///
+/// `qkv: [B, N, 3 * heads * d]` (q, then k, then v, as PyTorch's `in_proj` and Swin's `qkv`
+/// lay them out) -> `[q, k, v]`, each `[B, heads, N, d]`.
+pub fn split_qkv(qkv: Tensor<3>, heads: usize) -> [Tensor<4>; 3] {
+    let [b, n, three_d] = qkv.dims();
+    let hd = three_d / (3 * heads);
+    let qkv = qkv.reshape([b, n, 3, heads, hd]).permute([2, 0, 3, 1, 4]); // [3, B, heads, N, d]
+    [0, 1, 2].map(|i| qkv.clone().slice_dim(0, i..i + 1).reshape([b, heads, n, hd]))
+}
+
+/// `[B, heads, N, d] -> [B, N, heads * d]`, the inverse head split.
+pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
+    let [b, h, n, d] = x.dims();
+    x.swap_dims(1, 2).reshape([b, n, h * d])
+}
