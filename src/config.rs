@@ -128,7 +128,7 @@ pub const PRESETS: &[&str] = &[
 ];
 
 impl ImageEncoderConfig {
-    /// Swin-T (UniCL `configs/unicl_swin_tiny.yaml`): C=96, depths [2,2,6,2], heads [3,6,12,24], window 7, 224.
+    /// Swin-T (UniCL `configs/unicl_swin_tiny.yaml`): C=96, depths `[2, 2, 6, 2]`, heads `[3, 6, 12, 24]`, window 7, 224.
     pub fn swin_t() -> Self {
         Self {
             image_size: 224,
@@ -145,7 +145,7 @@ impl ImageEncoderConfig {
         }
     }
 
-    /// Swin-B (UniCL `configs/unicl_swin_base.yaml`): C=128, depths [2,2,18,2], heads [4,8,16,32], window 7, 224.
+    /// Swin-B (UniCL `configs/unicl_swin_base.yaml`): C=128, depths `[2, 2, 18, 2]`, heads `[4, 8, 16, 32]`, window 7, 224.
     pub fn swin_b() -> Self {
         Self { embed_dim: 128, depths: vec![2, 2, 18, 2], num_heads: vec![4, 8, 16, 32], ..Self::swin_t() }
     }
@@ -265,7 +265,7 @@ impl FlorenceConfig {
     /// * `coswin-t`: Swin-T sizes with CvT convolutional embedding (Florence's CoSwin at Swin-T scale).
     /// * `florence-coswin-h`: the paper's size class. The paper gives only: CoSwin image encoder,
     ///   637M image parameters, a 12-layer text transformer of 256M parameters, 224 pre-training
-    ///   resolution. C=256, depths [2,2,40,2], heads [8,16,32,64], window 7 are an **assumption**
+    ///   resolution. C=256, depths `[2, 2, 40, 2]`, heads `[8, 16, 32, 64]`, window 7 are an **assumption**
     ///   (one of the configs that lands at 637.5M with conv embedding, florence-spec.md §1.2); the
     ///   text width 1024 / 16 heads (UniCL's config defaults, 202M with the CLIP vocabulary, not
     ///   256M) and the projection width 512 are assumptions too.

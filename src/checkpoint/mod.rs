@@ -11,6 +11,20 @@
 //! (`image_encoder.layers.*.blocks.*.attn.relative_position_index` and
 //! `image_encoder.layers.*.blocks.*.attn_mask`). Those are not ignored: each is compared with the
 //! recomputed value, and a difference means the config does not match the checkpoint.
+//!
+//! # Key mappings
+//!
+//! Module fields are named after the UniCL keys, so the map is nearly the identity. The only
+//! differences between a UniCL key and the Burn parameter path:
+//!
+//! | UniCL checkpoint | Burn module | why |
+//! |---|---|---|
+//! | `*.in_proj_weight` `[3W, W]`, `*.in_proj_bias` | `*.in_proj.weight` `[W, 3W]`, `*.in_proj.bias` | `nn.MultiheadAttention` packs q/k/v as raw tensors; florence uses a `Linear` |
+//! | `*.weight` `[out, in]` of every `nn.Linear` | `*.weight` `[in, out]` | Burn's `Linear` layout (transposed by `PyTorchToBurnAdapter`) |
+//! | LayerNorm `*.weight`, `*.bias` | `*.gamma`, `*.beta` | Burn's `LayerNorm` names |
+//! | `logit_scale` `[]` | `logit_scale` `[1]` | Burn has no rank-0 tensors |
+//! | `layers.{i}.downsample.*` | `layers.{i}.downsample.*` (enum variant skipped) | `Downsample::{Merge, Conv}` |
+//! | `*.attn.relative_position_index`, `*.attn_mask` | not parameters | recomputed, and checked |
 
 pub mod format;
 pub mod keys;
