@@ -90,10 +90,11 @@ fn swin_from_fp16_pth_matches_timm_stage_by_stage() {
     check_blocks(&c, "swin");
     check_image_tower(&c, "", "swin");
     check_text_and_logits(&c, "swin");
-    // logit_scale came from a 0-D fp16 tensor; it equals the f32 fixture's value exactly.
+    // logit_scale came from a 0-D fp16 tensor; exp of it matches the f32 fixture's value to the
+    // last bit or two (GPU exp may differ by an ulp).
     let st = load_fixture("tiny_swin.safetensors");
     let want = st["logit_scale"].iter::<f32>().next().unwrap().exp();
-    assert_eq!(c.model.scale_value(), want);
+    assert!((c.model.scale_value() - want).abs() <= want * 1e-6, "{} vs {want}", c.model.scale_value());
 }
 
 #[test]
