@@ -9,7 +9,6 @@ use crate::config::FlorenceConfig;
 use crate::error::{FlorenceError, Result};
 use crate::image::ImageEncoder;
 use crate::text::TextEncoder;
-use crate::text::encoder::pool_at;
 
 /// Florence / UniCL two-tower model. Field names are the checkpoint keys.
 #[derive(Module, Debug)]
@@ -76,9 +75,7 @@ impl Florence {
 
     /// Text embeddings before normalisation.
     pub fn encode_text_unnormalized(&self, ids: Tensor<2, Int>) -> Result<Tensor<2>> {
-        let host = self.text_encoder.check_ids(&ids)?;
-        let hidden = self.text_encoder.forward_unchecked(ids);
-        Ok(pool_at(hidden, &host.eos_positions()).matmul(self.text_projection.val()))
+        Ok(self.text_encoder.forward_pooled(ids)?.matmul(self.text_projection.val()))
     }
 
     /// `exp(logit_scale)`, shape `[1]` (UniCL's `T`).
