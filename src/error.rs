@@ -24,6 +24,30 @@ pub enum FlorenceError {
     #[error("invalid input: {0}")]
     Input(String),
 
+    /// The tokenizer file could not be loaded, or text could not be encoded.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+
+    /// An image that cannot be decoded (unreadable, truncated, not an image, too large). `source`
+    /// names the file, or `<bytes>` for in-memory data.
+    #[error("cannot decode image {source_name}: {reason}")]
+    Image {
+        /// The file (or `<bytes>`).
+        source_name: String,
+        /// What went wrong and what to do.
+        reason: String,
+    },
+
+    /// A label list that cannot define a classifier (empty, blank or duplicate labels), or a
+    /// prompt-template set that cannot be used.
+    #[error("labels: {0}")]
+    Labels(String),
+
+    /// A Hugging Face hub reference that cannot be resolved (offline and not cached, unknown
+    /// repository or file, built without the `hub` feature).
+    #[error("hub: {0}")]
+    Hub(String),
+
     /// A checkpoint that cannot be read or does not fit the model.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),

@@ -2,6 +2,9 @@
 
 pub mod attention;
 pub mod block;
+pub mod clean;
 pub mod encoder;
+pub mod tokenizer;
 
 pub use encoder::TextEncoder;
+pub use tokenizer::{Padding, Tokenizer};
