@@ -93,6 +93,10 @@ pub struct FlorenceConfig {
     /// UniCL initialises it to 1.0; loaded checkpoints overwrite it.
     #[serde(default = "default_logit_scale")]
     pub logit_scale_init: f64,
+    /// How images are prepared for these weights. Absent: UniCL's eval transform for
+    /// `image.image_size` (see [`FlorenceConfig::preprocess`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocess: Option<crate::preprocess::PreprocessConfig>,
 }
 
 fn default_patch_size() -> usize {
@@ -125,6 +129,7 @@ pub const PRESETS: &[&str] = &[
     "florence-coswin-h",
     "tiny",
     "tiny-coswin",
+    "tiny-clip",
 ];
 
 impl ImageEncoderConfig {
@@ -269,10 +274,11 @@ impl FlorenceConfig {
     ///   (one of the configs that lands at 637.5M with conv embedding, florence-spec.md §1.2); the
     ///   text width 1024 / 16 heads (UniCL's config defaults, 202M with the CLIP vocabulary, not
     ///   256M) and the projection width 512 are assumptions too.
-    /// * `tiny`, `tiny-coswin`: small configs for tests (the fixtures in `tests/fixtures`).
+    /// * `tiny`, `tiny-coswin`: small configs for tests (the fixtures in `tests/fixtures`);
+    ///   `tiny-clip`: `tiny` with the CLIP vocabulary and context (end-to-end tests).
     pub fn preset(name: &str) -> Result<Self> {
         let c = match name {
-            "unicl-swin-t" => Self { image: ImageEncoderConfig::swin_t(), text: TextEncoderConfig::unicl(), projection_dim: 512, logit_scale_init: 1.0 },
+            "unicl-swin-t" => Self { image: ImageEncoderConfig::swin_t(), text: TextEncoderConfig::unicl(), projection_dim: 512, logit_scale_init: 1.0, preprocess: None },
             "unicl-swin-b" => Self { image: ImageEncoderConfig::swin_b(), ..Self::preset("unicl-swin-t")? },
             "coswin-t" => Self {
                 image: ImageEncoderConfig { embedding: EmbeddingKind::Conv, ..ImageEncoderConfig::swin_t() },
@@ -289,6 +295,7 @@ impl FlorenceConfig {
                 text: TextEncoderConfig { width: 1024, heads: 16, ..TextEncoderConfig::unicl() },
                 projection_dim: 512,
                 logit_scale_init: 1.0,
+                preprocess: None,
             },
             "tiny" => Self {
                 image: ImageEncoderConfig {
@@ -302,7 +309,16 @@ impl FlorenceConfig {
                 text: TextEncoderConfig { vocab_size: 1000, context_length: 16, width: 32, heads: 4, layers: 2, causal: true, layer_norm_eps: 1e-12 },
                 projection_dim: 24,
                 logit_scale_init: 1.0,
+                preprocess: None,
             },
+            // The tiny image tower with a text tower that takes the real CLIP tokenizer's ids
+            // (vocabulary 49,408, context 77) at a tiny width: end-to-end tests from text to
+            // class probabilities.
+            "tiny-clip" => {
+                let mut c = Self::preset("tiny")?;
+                c.text = TextEncoderConfig { width: 16, heads: 2, layers: 2, ..TextEncoderConfig::unicl() };
+                c
+            }
             "tiny-coswin" => {
                 let mut c = Self::preset("tiny")?;
                 c.image.embedding = EmbeddingKind::Conv;
@@ -315,8 +331,26 @@ impl FlorenceConfig {
         Ok(c)
     }
 
+    /// The preprocessing for these weights: the explicit `preprocess` section, else UniCL's
+    /// evaluation transform at the image size (shorter side to `int(256 / 224 * S)` with bicubic,
+    /// centre crop S, ImageNet mean and std; florence-spec.md §1.6).
+    pub fn preprocess(&self) -> crate::preprocess::PreprocessConfig {
+        self.preprocess
+            .clone()
+            .unwrap_or_else(|| crate::preprocess::PreprocessConfig::unicl(self.image.image_size as u32))
+    }
+
     /// Checks the whole config.
     pub fn validate(&self) -> Result<()> {
+        if let Some(p) = &self.preprocess {
+            p.validate()?;
+            if p.crop as usize != self.image.image_size {
+                return Err(FlorenceError::Config(format!(
+                    "preprocess.crop is {} but image.image_size is {}; they must agree",
+                    p.crop, self.image.image_size
+                )));
+            }
+        }
         self.image.validate()?;
         self.text.validate()?;
         if self.projection_dim == 0 {

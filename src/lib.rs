@@ -18,10 +18,15 @@ pub mod checkpoint;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod hub;
 pub mod image;
 pub mod model;
 pub mod ops;
+pub mod preprocess;
+pub mod progress;
+pub mod retrieval;
 pub mod text;
+pub mod zeroshot;
 
 pub use config::{EmbeddingKind, FlorenceConfig, ImageEncoderConfig, PRESETS, TextEncoderConfig};
 pub use error::{CheckpointError, FlorenceError, Result};

@@ -2,6 +2,8 @@
 
 use burn::prelude::*;
 
+use crate::error::{FlorenceError, Result};
+
 /// Splits the output of a packed q|k|v projection into per-head tensors.
 ///
 /// `qkv: [B, N, 3 * heads * d]` (q, then k, then v, as PyTorch's `in_proj` and Swin's `qkv`
@@ -17,4 +19,12 @@ pub fn split_qkv(qkv: Tensor<3>, heads: usize) -> [Tensor<4>; 3] {
 pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
     let [b, h, n, d] = x.dims();
     x.swap_dims(1, 2).reshape([b, n, h * d])
+}
+
+/// Copies a float tensor to the host as `f32`, row-major.
+pub fn to_vec_f32<const D: usize>(x: Tensor<D>) -> Result<Vec<f32>> {
+    x.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| FlorenceError::Input(format!("cannot read a tensor back from the device: {e:?}")))
 }

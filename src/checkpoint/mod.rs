@@ -27,6 +27,7 @@
 //! | `*.attn.relative_position_index`, `*.attn_mask` | not parameters | recomputed, and checked |
 
 pub mod format;
+pub mod infer;
 pub mod keys;
 
 use std::collections::{BTreeMap, HashMap};
@@ -41,6 +42,7 @@ use burn::store::{
 use burn::tensor::DType;
 
 pub use format::Format;
+pub use infer::{CheckpointInfo, ShapeFacts, infer_config, inspect};
 pub use keys::Convention;
 
 use crate::config::FlorenceConfig;
