@@ -1,0 +1,152 @@
+//! What every command shares: loading weights (local or hub), choosing the config and the
+//! device, the tokenizer and the preprocessor, and the progress bar.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+use florence::preprocess::{DecodeOptions, Preprocessor};
+use florence::progress::Progress;
+use florence::text::tokenizer::Tokenizer;
+use florence::{Florence, FlorenceConfig};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Options that pick the model.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Checkpoint: a local .pth/.safetensors/.bpk file, or hf://[spaces/]OWNER/REPO[@REV]/FILE.
+    #[arg(long, short = 'w')]
+    pub weights: String,
+    /// Preset name or config JSON file. Default: inferred from the checkpoint's shapes.
+    #[arg(long, short = 'c')]
+    pub config: Option<String>,
+    /// Backend: flex, wgpu, vulkan, metal, cuda, tch (default: the first compiled in, or $FLORENCE_DEVICE).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// A tokenizer.json to use instead of the bundled CLIP BPE tokenizer.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Apply EXIF orientation when decoding (the reference does not).
+    #[arg(long)]
+    pub exif: bool,
+    /// Images or texts per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// No progress bars.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// A loaded model with everything needed to feed it.
+pub struct Loaded {
+    pub model: Florence,
+    pub device: Device,
+    pub tokenizer: Tokenizer,
+    pub preprocessor: Preprocessor,
+    pub decode: DecodeOptions,
+}
+
+pub fn device(name: Option<&str>) -> Result<Device> {
+    let (device, name) = match name {
+        Some(n) => (florence::device::device_by_name(n)?, n.to_string()),
+        None => {
+            let n = std::env::var("FLORENCE_DEVICE")
+                .ok()
+                .or_else(|| florence::device::available().first().map(|s| s.to_string()))
+                .unwrap_or_else(|| "none".into());
+            (florence::device::default_device()?, n)
+        }
+    };
+    eprintln!("device: {name} ({device:?})");
+    Ok(device)
+}
+
+/// The config from `--config`, or the preset the checkpoint's shapes match.
+pub fn config(spec: Option<&str>, weights: &std::path::Path) -> Result<FlorenceConfig> {
+    match spec {
+        Some(s) => Ok(FlorenceConfig::from_preset_or_file(s)?),
+        None => {
+            let (name, c) = florence::checkpoint::infer_config(weights)
+                .context("cannot tell the architecture from the checkpoint; pass --config PRESET|FILE")?;
+            eprintln!("config: {name} (inferred from the checkpoint's tensor shapes)");
+            Ok(c)
+        }
+    }
+}
+
+pub fn resolve(weights: &str, quiet: bool) -> Result<PathBuf> {
+    let mut bar = Bar::new(quiet);
+    Ok(florence::hub::resolve_weights(weights, &mut bar)?)
+}
+
+pub fn load(a: &ModelArgs) -> Result<Loaded> {
+    let path = resolve(&a.weights, a.quiet)?;
+    let config = config(a.config.as_deref(), &path)?;
+    let device = device(a.device.as_deref())?;
+    let model = Florence::load(&config, &path, &device)
+        .with_context(|| format!("loading {}", path.display()))?;
+    let tokenizer = match &a.tokenizer {
+        Some(p) => Tokenizer::from_file(p)?,
+        None => {
+            if config.text.vocab_size != 49_408 {
+                bail!(
+                    "this model's text vocabulary has {} tokens but the bundled CLIP tokenizer has 49408; pass --tokenizer FILE",
+                    config.text.vocab_size
+                );
+            }
+            Tokenizer::clip()?
+        }
+    }
+    .with_context_length(config.text.context_length);
+    let preprocessor = Preprocessor::new(config.preprocess())?;
+    let decode = DecodeOptions { apply_exif_orientation: a.exif, ..DecodeOptions::default() };
+    Ok(Loaded { model, device, tokenizer, preprocessor, decode })
+}
+
+/// An indicatif bar on stderr behind florence's [`Progress`]; hidden with `--quiet` or when
+/// stderr is not a terminal (indicatif's default). Warnings are always printed.
+pub struct Bar {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+}
+
+impl Bar {
+    pub fn new(quiet: bool) -> Self {
+        Self { bar: None, quiet }
+    }
+}
+
+impl Progress for Bar {
+    fn start(&mut self, task: &str, total: usize) {
+        if self.quiet {
+            return;
+        }
+        let bar = ProgressBar::new(total as u64);
+        let style = if task.starts_with("download") {
+            "{msg} {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})"
+        } else {
+            "{msg} {bar:40} {pos}/{len} ({per_sec}, eta {eta})"
+        };
+        if let Ok(s) = ProgressStyle::with_template(style) {
+            bar.set_style(s);
+        }
+        bar.set_message(task.to_string());
+        self.bar = Some(bar);
+    }
+    fn advance(&mut self, n: usize) {
+        if let Some(b) = &self.bar {
+            b.inc(n as u64);
+        }
+    }
+    fn warn(&mut self, message: &str) {
+        match &self.bar {
+            Some(b) => b.suspend(|| eprintln!("warning: {message}")),
+            None => eprintln!("warning: {message}"),
+        }
+    }
+    fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}

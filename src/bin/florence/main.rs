@@ -1,0 +1,52 @@
+//! `florence`: zero-shot classification, embeddings, retrieval and checkpoint tools on the
+//! command line. A thin layer over the library; build with `--features cli`.
+
+mod classify;
+mod common;
+mod convert;
+mod embed;
+mod retrieval;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "florence", version, about = "Florence / UniCL vision-language model on Burn", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Zero-shot classification of images against labels written into prompt templates.
+    Classify(classify::Args),
+    /// Normalised image and text embeddings as JSON.
+    Embed(embed::Args),
+    /// Embed a folder of images into an index file for `search`.
+    Index(retrieval::IndexArgs),
+    /// Search an index with a text, or rank texts for an image.
+    Search(retrieval::SearchArgs),
+    /// Convert a checkpoint between .pth/.safetensors (UniCL layout) and Burn's .bpk.
+    Convert(convert::ConvertArgs),
+    /// What a checkpoint holds: format, architecture, parameters, dtypes.
+    Info(convert::InfoArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Classify(a) => classify::run(a),
+        Command::Embed(a) => embed::run(a),
+        Command::Index(a) => retrieval::index(a),
+        Command::Search(a) => retrieval::search(a),
+        Command::Convert(a) => convert::convert(a),
+        Command::Info(a) => convert::info(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The `florence` binary end to end on the `tiny-clip` fixture checkpoint: `classify --json`,
+//! `embed`, `index`/`search`, `convert`, `info`, and a bad file in a batch. Built only with
+//! `--features cli` (the README's test command enables it).
+#![cfg(feature = "cli")]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use common::{fixture_path, load_fixture};
+
+const LABELS: &str = "cat,coffee mug,rocket,astronaut,a dog";
+
+fn florence(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_florence"))
+        .args(args)
+        .env_remove("FLORENCE_DEVICE")
+        .output()
+        .expect("run florence")
+}
+
+fn ok(args: &[&str]) -> (serde_json::Value, String) {
+    let out = florence(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "florence {args:?} failed:\n{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (serde_json::from_str(&stdout).unwrap_or(serde_json::Value::String(stdout)), stderr)
+}
+
+fn asset(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/images").join(name).to_string_lossy().into_owned()
+}
+
+fn weights() -> String {
+    fixture_path("tiny_clip_fp16.pth").to_string_lossy().into_owned()
+}
+
+fn tempdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("florence-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// `classify --json` with the config inferred from the checkpoint: the reference probabilities
+/// (from torchvision-preprocessed pixels) within the file-pipeline tolerance of tests/zeroshot.rs.
+#[test]
+fn classify_json_matches_reference() {
+    let w = weights();
+    let (chelsea, coffee) = (asset("chelsea.png"), asset("coffee.png"));
+    let (json, stderr) = ok(&[
+        "classify", "--weights", &w, "--image", &chelsea, &coffee, "--labels", LABELS, "--templates", "simple",
+        "--top-k", "5", "--json", "--quiet",
+    ]);
+    assert!(stderr.contains("config: tiny-clip"), "{stderr}");
+    assert!(stderr.contains("device: flex"), "{stderr}");
+    let io = load_fixture("zeroshot_io.safetensors");
+    let probs = io["probs"].clone().convert::<f32>().try_into_vec::<f32>().unwrap();
+    let labels: Vec<&str> = LABELS.split(',').collect();
+    let results = json.as_array().expect("an array");
+    assert_eq!(results.len(), 2);
+    for (i, r) in results.iter().enumerate() {
+        assert!(r["image"].as_str().unwrap().ends_with(["chelsea.png", "coffee.png"][i]));
+        let preds = r["predictions"].as_array().unwrap();
+        assert_eq!(preds.len(), 5);
+        for p in preds {
+            let idx = p["index"].as_u64().unwrap() as usize;
+            assert_eq!(p["label"], labels[idx]);
+            let err = (p["probability"].as_f64().unwrap() as f32 - probs[i * 5 + idx]).abs();
+            assert!(err < 1e-3, "{p}: {err}");
+        }
+    }
+}
+
+#[test]
+fn classify_keeps_going_past_a_bad_file() {
+    let dir = tempdir("bad");
+    let bad = dir.join("empty.jpg");
+    std::fs::write(&bad, b"").unwrap();
+    let w = weights();
+    let chelsea = asset("chelsea.png");
+    let out = florence(&[
+        "classify", "--weights", &w, "--config", "tiny-clip", "--image", bad.to_str().unwrap(), &chelsea, "--labels",
+        "cat,dog", "--templates", "none", "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json[0]["error"].as_str().unwrap().contains("empty.jpg"));
+    assert_eq!(json[1]["predictions"].as_array().unwrap().len(), 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("1 of 2 images could not be read"), "{stderr}");
+
+    // Empty and duplicate labels are errors with a message, not a panic.
+    for labels in [",", "cat,cat"] {
+        let out = florence(&["classify", "--weights", &w, "--image", &chelsea, "--labels", labels]);
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("error: labels:"), "{stderr}");
+    }
+    // Not a checkpoint.
+    let out = florence(&["classify", "--weights", &chelsea, "--image", &chelsea, "--labels", "cat"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a checkpoint"));
+}
+
+#[test]
+fn embed_writes_normalised_embeddings_in_order() {
+    let dir = tempdir("embed");
+    let out = dir.join("e.json");
+    let w = weights();
+    let (coffee, rocket) = (asset("coffee.png"), asset("rocket.jpg"));
+    ok(&[
+        "embed", "--weights", &w, "--image", &coffee, "--image", &rocket, "--text", "a cat", "--text", "a rocket",
+        "--text", "third", "--output", out.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let img = v["image_embeddings"].as_array().unwrap();
+    let txt = v["text_embeddings"].as_array().unwrap();
+    assert_eq!((img.len(), txt.len()), (2, 3));
+    for row in img.iter().chain(txt) {
+        let r: Vec<f64> = row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        assert_eq!(r.len(), 24);
+        assert!((r.iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-5);
+    }
+    // The first image is coffee.png: the reference embedding of that file (row 1).
+    let io = load_fixture("zeroshot_io.safetensors");
+    let want = io["image_embeddings"].clone().convert::<f32>().try_into_vec::<f32>().unwrap();
+    let err = img[0].as_array().unwrap().iter().zip(&want[24..48]).map(|(a, b)| (a.as_f64().unwrap() as f32 - b).abs()).fold(0.0f32, f32::max);
+    assert!(err < 2e-3, "{err}");
+    assert!((v["logit_scale"].as_f64().unwrap() - 2.6592).abs() < 1e-3);
+}
+
+#[test]
+fn index_search_convert_info() {
+    let dir = tempdir("index");
+    let w = weights();
+    let images = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/images");
+    let index = dir.join("index.safetensors");
+    let (_, stderr) = ok(&["index", "--weights", &w, "--folder", images.to_str().unwrap(), "--output", index.to_str().unwrap(), "-q"]);
+    assert!(stderr.contains("indexed 4 images"), "{stderr}");
+    let (hits, _) = ok(&["search", "--weights", &w, "--index", index.to_str().unwrap(), "--text", "a cat", "--top-k", "2", "--json"]);
+    assert_eq!(hits.as_array().unwrap().len(), 2);
+    let chelsea = asset("chelsea.png");
+    let (ranked, _) = ok(&["search", "--weights", &w, "--image", &chelsea, "--texts", "a cat,a dog,a car", "--json"]);
+    assert_eq!(ranked.as_array().unwrap().len(), 3);
+
+    // convert to safetensors (UniCL layout) and to Burn's format; both load back with the same
+    // inferred architecture.
+    for ext in ["safetensors", "bpk"] {
+        let out = dir.join(format!("m.{ext}"));
+        ok(&["convert", &w, out.to_str().unwrap()]);
+        let (info, _) = ok(&["info", out.to_str().unwrap(), "--json"]);
+        assert_eq!(info["preset"], "tiny-clip", "{info}");
+    }
+    let (info, _) = ok(&["info", &w]);
+    let text = info.as_str().unwrap();
+    assert!(text.contains("preset:      tiny-clip"), "{text}");
+    let out = florence(&["convert", &w, dir.join("m.pth").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+}
