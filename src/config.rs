@@ -194,7 +194,7 @@ impl ImageEncoderConfig {
         }
         for (i, &h) in self.num_heads.iter().enumerate() {
             let d = self.stage_dim(i);
-            if h == 0 || d % h != 0 {
+            if h == 0 || !d.is_multiple_of(h) {
                 return err(format!("stage {i}: width {d} is not divisible by {h} heads"));
             }
         }
@@ -246,7 +246,7 @@ impl TextEncoderConfig {
         if self.vocab_size < 2 || self.context_length < 2 || self.width == 0 || self.layers == 0 {
             return err("vocab_size and context_length must be at least 2, width and layers positive".into());
         }
-        if self.heads == 0 || self.width % self.heads != 0 {
+        if self.heads == 0 || !self.width.is_multiple_of(self.heads) {
             return err(format!("width {} is not divisible by {} heads", self.width, self.heads));
         }
         if !(self.layer_norm_eps > 0.0) {

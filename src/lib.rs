@@ -26,6 +26,7 @@ pub mod preprocess;
 pub mod progress;
 pub mod retrieval;
 pub mod text;
+pub mod train;
 pub mod zeroshot;
 
 pub use config::{EmbeddingKind, FlorenceConfig, ImageEncoderConfig, PRESETS, TextEncoderConfig};

@@ -151,13 +151,13 @@ fn facts(s: &BTreeMap<String, Vec<usize>>) -> ShapeFacts {
     let mut i = 0;
     while stage_blocks(i) > 0 {
         f.depths.push(stage_blocks(i));
-        if let Some(t) = get(&format!("image_encoder.layers.{i}.blocks.0.attn.relative_position_bias_table")) {
-            if t.len() == 2 {
-                f.num_heads.push(t[1]);
-                if i == 0 {
-                    let side = ((t[0] as f64).sqrt().round() as usize + 1) / 2;
-                    f.window_size = Some(side);
-                }
+        // The table is [(2w-1)^2, heads].
+        if let Some(t) = get(&format!("image_encoder.layers.{i}.blocks.0.attn.relative_position_bias_table"))
+            && t.len() == 2
+        {
+            f.num_heads.push(t[1]);
+            if i == 0 {
+                f.window_size = Some(((t[0] as f64).sqrt().round() as usize).div_ceil(2));
             }
         }
         i += 1;
