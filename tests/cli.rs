@@ -156,6 +156,10 @@ fn index_search_convert_info() {
     let (info, _) = ok(&["info", &w]);
     let text = info.as_str().unwrap();
     assert!(text.contains("preset:      tiny-clip"), "{text}");
-    let out = florence(&["convert", &w, dir.join("m.pth").to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
+    // and to a PyTorch checkpoint in UniCL's released format.
+    let out = dir.join("m.pth");
+    ok(&["convert", &w, out.to_str().unwrap(), "--dtype", "f16"]);
+    let (info, _) = ok(&["info", out.to_str().unwrap(), "--json"]);
+    assert_eq!(info["preset"], "tiny-clip", "{info}");
+    assert_eq!(info["format"], "pytorch", "{info}");
 }

@@ -134,6 +134,7 @@ fn classifier_saves_and_loads() {
     let other = ZeroShotClassifier::from_embeddings(vec!["a".into()], vec![], Tensor::ones([1, 7], &device)).unwrap();
     let e = other.classify(&tiny, Tensor::zeros([1, 3, 64, 64], &device), 1).unwrap_err().to_string();
     assert!(e.contains("rebuild the classifier"), "{e}");
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -209,6 +210,7 @@ fn retrieval_index_and_search() {
     assert_eq!(ranked.len(), 1);
     assert_eq!(ranked[0].len(), 2);
     assert!(rank_texts(&model, &tok, Tensor::zeros([1, 3, 64, 64], &device), &[], 2).is_err());
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -259,6 +261,7 @@ fn hub_references_resolve_from_an_offline_cache() {
     let local = fixture_path("tiny_clip_fp16.pth");
     assert_eq!(resolve_weights_in(local.to_str().unwrap(), &cache, true, &mut Silent).unwrap(), local);
     assert!(resolve_weights_in("/no/such/file.pth", &cache, true, &mut Silent).is_err());
+    let _ = std::fs::remove_dir_all(cache);
 }
 
 fn tempdir(tag: &str) -> PathBuf {

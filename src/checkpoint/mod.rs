@@ -29,6 +29,7 @@
 pub mod format;
 pub mod infer;
 pub mod keys;
+mod pth;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -277,13 +278,12 @@ impl Florence {
         Ok(true)
     }
 
-    /// Writes the model as `.safetensors` in the UniCL layout (convention A): PyTorch
-    /// `[out, in]` Linear weights, `weight`/`bias` norm names, packed `in_proj_weight`, a 0-D
-    /// `logit_scale`, and the `relative_position_index` / `attn_mask` buffers, so the file loads
-    /// with `load_state_dict(strict=True)` into UniCL's model. `dtype` is the float type to store
-    /// (`F32`, `F16` or `BF16`). The file is written beside the target and renamed into place.
-    pub fn save_safetensors(&self, path: impl AsRef<Path>, dtype: DType) -> Result<()> {
-        let path = path.as_ref();
+    /// Every tensor of the UniCL layout (convention A), in the order both UniCL-layout writers
+    /// store them: the parameters as PyTorch names and shapes (`[out, in]` Linear weights,
+    /// `weight`/`bias` norm names, packed `in_proj_weight`, a 0-D `logit_scale`) in `dtype`,
+    /// then the int64 `relative_position_index` and `dtype` `attn_mask` buffers of every block.
+    /// Each entry is `(name, data, shape)`; `path` only labels errors.
+    fn unicl_tensors(&self, path: &Path, dtype: DType) -> Result<Vec<(String, TensorData, Vec<usize>)>> {
         let write_err = |reason: String| -> FlorenceError { CheckpointError::Write { path: path.into(), reason }.into() };
         if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
             return Err(write_err(format!("unsupported dtype {dtype:?}: use F32, F16 or BF16")));
@@ -316,6 +316,18 @@ impl Florence {
                 }
             }
         }
+        Ok(entries)
+    }
+
+    /// Writes the model as `.safetensors` in the UniCL layout (convention A): PyTorch
+    /// `[out, in]` Linear weights, `weight`/`bias` norm names, packed `in_proj_weight`, a 0-D
+    /// `logit_scale`, and the `relative_position_index` / `attn_mask` buffers, so the file loads
+    /// with `load_state_dict(strict=True)` into UniCL's model. `dtype` is the float type to store
+    /// (`F32`, `F16` or `BF16`). The file is written beside the target and renamed into place.
+    pub fn save_safetensors(&self, path: impl AsRef<Path>, dtype: DType) -> Result<()> {
+        let path = path.as_ref();
+        let write_err = |reason: String| -> FlorenceError { CheckpointError::Write { path: path.into(), reason }.into() };
+        let entries = self.unicl_tensors(path, dtype)?;
         let mut views = Vec::with_capacity(entries.len());
         for (name, data, shape) in &entries {
             let st = match data.dtype() {
@@ -333,6 +345,34 @@ impl Florence {
         let meta = HashMap::from([("format".to_string(), "pt".to_string()), ("producer".to_string(), "florence".to_string())]);
         safetensors::tensor::serialize_to_file(views, Some(meta), &tmp).map_err(|e| write_err(e.to_string()))?;
         std::fs::rename(&tmp, path).map_err(|e| write_err(e.to_string()))
+    }
+
+    /// Writes the model as a PyTorch checkpoint in UniCL's released format: exactly what
+    /// `torch.save({"model": state_dict}, path)` writes (a zip archive with a protocol-2
+    /// `data.pkl` and one raw storage per tensor), holding the same tensors as
+    /// [`Florence::save_safetensors`]: `torch.load(path, weights_only=True)["model"]` is that
+    /// file's state dict. `dtype` is the float type to store (`F32`, `F16` or `BF16`; UniCL
+    /// released `F16`). The file is written beside the target (`<name>.partial`) and renamed
+    /// into place.
+    pub fn save_pth(&self, path: impl AsRef<Path>, dtype: DType) -> Result<()> {
+        let path = path.as_ref();
+        let write_err = |reason: String| -> FlorenceError { CheckpointError::Write { path: path.into(), reason }.into() };
+        let entries = self.unicl_tensors(path, dtype)?;
+        let views: Vec<pth::Entry<'_>> = entries
+            .iter()
+            .map(|(name, data, shape)| pth::Entry { name, dtype: data.dtype(), shape, bytes: data.as_bytes() })
+            .collect();
+        let mut tmp_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "checkpoint.pth".into());
+        tmp_name.push(".partial");
+        let tmp = path.with_file_name(tmp_name);
+        if let Err(e) = pth::write(&tmp, &pth::archive_name(path), &views) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(write_err(e.to_string()));
+        }
+        std::fs::rename(&tmp, path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            write_err(e.to_string())
+        })
     }
 
     /// Writes the model in Burn's native burnpack format (Burn parameter names).

@@ -13,12 +13,13 @@ use crate::common::{config, device, resolve};
 pub struct ConvertArgs {
     /// Input checkpoint (.pth, .safetensors, .bpk, or hf://...).
     pub input: String,
-    /// Output file: .safetensors (UniCL layout, loads into UniCL's PyTorch model) or .bpk (Burn).
+    /// Output file: .safetensors or .pth (UniCL layout, loads into UniCL's PyTorch model; .pth as
+    /// `torch.save({"model": state_dict})` writes it), or .bpk (Burn).
     pub output: PathBuf,
     /// Preset or config JSON (default: inferred from the input's shapes).
     #[arg(long, short = 'c')]
     pub config: Option<String>,
-    /// Float type for .safetensors output: f32, f16 or bf16.
+    /// Float type for .safetensors and .pth output: f32, f16 or bf16.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
 }
@@ -33,26 +34,22 @@ pub struct InfoArgs {
 }
 
 pub fn convert(a: ConvertArgs) -> Result<ExitCode> {
+    let dtype = match a.dtype.as_str() {
+        "f32" => DType::F32,
+        "f16" => DType::F16,
+        "bf16" => DType::BF16,
+        other => bail!("--dtype {other}: use f32, f16 or bf16"),
+    };
     let input = resolve(&a.input, false)?;
     let cfg = config(a.config.as_deref(), &input)?;
     let dev = device(None)?;
     let model = Florence::load(&cfg, &input, &dev)?;
     let ext = a.output.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match ext.as_str() {
-        "safetensors" => {
-            let dtype = match a.dtype.as_str() {
-                "f32" => DType::F32,
-                "f16" => DType::F16,
-                "bf16" => DType::BF16,
-                other => bail!("--dtype {other}: use f32, f16 or bf16"),
-            };
-            model.save_safetensors(&a.output, dtype)?;
-        }
+        "safetensors" => model.save_safetensors(&a.output, dtype)?,
+        "pth" | "pt" => model.save_pth(&a.output, dtype)?,
         "bpk" | "burnpack" => model.save_burnpack(&a.output)?,
-        "pth" | "pt" => bail!(
-            "writing PyTorch .pth is not supported; write .safetensors (UniCL layout) and load it in Python with safetensors.torch.load_file"
-        ),
-        _ => bail!("unknown output type `{}`: use .safetensors or .bpk", a.output.display()),
+        _ => bail!("unknown output type `{}`: use .safetensors, .pth or .bpk", a.output.display()),
     }
     eprintln!("wrote {}", a.output.display());
     Ok(ExitCode::SUCCESS)
