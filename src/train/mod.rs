@@ -1,5 +1,7 @@
 //! Training: the UniCL objective (more of issue #4 lands here: data, trainer, gradient cache).
 
+pub mod grad_cache;
 pub mod loss;
 
+pub use grad_cache::{ContrastiveBatch, StepGradients, full_batch_gradients, grad_cache_gradients};
 pub use loss::{UniclLoss, label_for_text, unicl_loss};
