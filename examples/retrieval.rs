@@ -52,7 +52,9 @@ fn main() -> anyhow::Result<()> {
         println!("  {:.4}  {}", h.score, index.paths()[h.index].display());
     }
 
-    let first = &index.paths()[0];
+    let Some(first) = index.paths().first() else {
+        anyhow::bail!("no readable images under {folder}");
+    };
     let texts: Vec<String> = ["a cat", "a cup of coffee", "a rocket launch", "an astronaut"].map(String::from).to_vec();
     let pixels = preprocessor.batch(&[decode_image_file(first, &decode)?], &device)?;
     println!("texts for {}:", first.display());

@@ -19,7 +19,7 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn main() -> anyhow::Result<()> {
     let mut weights = format!("{ROOT}/tests/fixtures/tiny_clip_fp16.pth");
-    let mut config = "tiny-clip".to_string();
+    let mut config: Option<String> = None;
     let mut image = format!("{ROOT}/assets/images/chelsea.png");
     let mut labels = "cat,dog,coffee mug,rocket,astronaut".to_string();
     let mut templates = "simple".to_string();
@@ -28,7 +28,7 @@ fn main() -> anyhow::Result<()> {
         let mut value = || args.next().ok_or_else(|| anyhow::anyhow!("{a} needs a value"));
         match a.as_str() {
             "--weights" => weights = value()?,
-            "--config" => config = value()?,
+            "--config" => config = Some(value()?),
             "--image" => image = value()?,
             "--labels" => labels = value()?,
             "--templates" => templates = value()?,
@@ -38,7 +38,11 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let device = florence::device::default_device()?;
-    let config = FlorenceConfig::from_preset_or_file(&config)?;
+    // Without --config: the preset the checkpoint's shapes match (the bundled one is tiny-clip).
+    let config = match config {
+        Some(c) => FlorenceConfig::from_preset_or_file(&c)?,
+        None => florence::checkpoint::infer_config(&weights)?.1,
+    };
     let model = Florence::load(&config, &weights, &device)?;
     let tokenizer = Tokenizer::clip()?.with_context_length(config.text.context_length);
     let labels = parse_label_list(&labels);

@@ -79,8 +79,15 @@ impl HubFile {
         hf_hub::Repo::with_revision(self.repo.clone(), kind, self.revision.clone())
     }
 
-    /// The cached copy, if the cache at `cache_dir` has it.
+    /// The cached copy, if the cache at `cache_dir` has it. A branch or tag is looked up through
+    /// `refs/<revision>`; a full commit hash names its snapshot folder directly (Python's cache
+    /// has no ref file for a commit).
     pub fn cached(&self, cache_dir: &Path) -> Option<PathBuf> {
+        if self.revision.len() == 40 && self.revision.chars().all(|c| c.is_ascii_hexdigit()) {
+            let folder = self.hf_repo().folder_name();
+            let p = cache_dir.join(folder).join("snapshots").join(&self.revision).join(&self.file);
+            return p.exists().then_some(p);
+        }
         hf_hub::Cache::new(cache_dir.to_path_buf()).repo(self.hf_repo()).get(&self.file)
     }
 }

@@ -134,6 +134,9 @@ fn classifier_saves_and_loads() {
     let other = ZeroShotClassifier::from_embeddings(vec!["a".into()], vec![], Tensor::ones([1, 7], &device)).unwrap();
     let e = other.classify(&tiny, Tensor::zeros([1, 3, 64, 64], &device), 1).unwrap_err().to_string();
     assert!(e.contains("rebuild the classifier"), "{e}");
+    // Logits that do not have one column per label are an error, not an index panic.
+    assert!(clf.rank(Tensor::zeros([1, 3], &device), 2).is_err());
+    assert!(clf.rank(Tensor::zeros([1, 0], &device), 2).is_err());
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -227,9 +230,20 @@ fn config_is_inferred_from_checkpoint_shapes() {
         let info = inspect(fixture_path(file)).unwrap();
         assert_eq!(info.parameters, config.num_params(), "{file}: parameter count");
     }
-    // A config that no preset matches: the error says what to do.
+    // Not a Florence checkpoint at all.
     let e = infer_config(fixture_path("window_ops.safetensors")).unwrap_err().to_string();
-    assert!(e.contains("not a") || e.contains("--config"), "{e}");
+    assert!(e.contains("not a"), "{e}");
+    // A Florence checkpoint that no preset matches (tiny with another projection width): the
+    // error says that heads cannot be read from shapes and asks for --config.
+    let mut c = FlorenceConfig::preset("tiny").unwrap();
+    c.projection_dim = 20;
+    let dir = tempdir("infer");
+    let path = dir.join("custom.safetensors");
+    c.init(&device()).unwrap().save_safetensors(&path, burn::tensor::DType::F32).unwrap();
+    let e = infer_config(&path).unwrap_err().to_string();
+    assert!(e.contains("no preset matches") && e.contains("--config"), "{e}");
+    assert_eq!(inspect(&path).unwrap().shapes.projection_dim, Some(20));
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -255,6 +269,9 @@ fn hub_references_resolve_from_an_offline_cache() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("HF_HUB_OFFLINE"), "{e}");
+    // A commit hash names its snapshot folder directly (no ref file, as Python's cache does it).
+    let by_commit = format!("hf://spaces/CVPR/unicl-zero-shot-img-recog@{commit}/tiny_clip_fp16.pth");
+    assert_eq!(resolve_weights_in(&by_commit, &cache, true, &mut Silent).unwrap(), file);
     // A revision that is not cached.
     assert!(resolve_weights_in("hf://spaces/CVPR/unicl-zero-shot-img-recog@v2/tiny_clip_fp16.pth", &cache, true, &mut Silent).is_err());
     // A local path is used as is; a missing one is a checkpoint error.

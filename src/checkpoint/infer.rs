@@ -170,20 +170,22 @@ fn facts(s: &BTreeMap<String, Vec<usize>>) -> ShapeFacts {
     } else {
         None
     };
-    if let (Some(c), Some(h)) = (f.embed_dim, get("image_encoder.layers.0.blocks.0.mlp.fc1.bias")) {
-        f.mlp_ratio_pct = Some(h[0] * 100 / c.max(1));
+    // Shapes come from the user's file: read them with `first()`, never by index.
+    let dim0 = |k: &str| get(k).and_then(|v| v.first().copied());
+    if let (Some(c), Some(h)) = (f.embed_dim, dim0("image_encoder.layers.0.blocks.0.mlp.fc1.bias")) {
+        f.mlp_ratio_pct = Some(h * 100 / c.max(1));
     }
     // Stage 0's shift mask is [(side/w)^2, w*w, w*w]; the stage-0 side times the stem stride (4)
     // is the image size the weights were saved for.
-    if let (Some(w), Some(m)) = (f.window_size, get("image_encoder.layers.0.blocks.1.attn_mask")) {
-        let per_side = (m[0] as f64).sqrt().round() as usize;
+    if let (Some(w), Some(m)) = (f.window_size, dim0("image_encoder.layers.0.blocks.1.attn_mask")) {
+        let per_side = (m as f64).sqrt().round() as usize;
         f.image_size = Some(per_side * w * 4);
     }
     if let Some(e) = get("text_encoder.token_embedding.weight") {
-        f.vocab_size = Some(e[0]);
+        f.vocab_size = e.first().copied();
         f.width = e.get(1).copied();
     }
-    f.context_length = get("text_encoder.positional_embedding").map(|p| p[0]);
+    f.context_length = dim0("text_encoder.positional_embedding");
     let layers = s
         .keys()
         .filter_map(|k| k.strip_prefix("text_encoder.resblocks.")?.split('.').next()?.parse::<usize>().ok())

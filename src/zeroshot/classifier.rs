@@ -130,6 +130,12 @@ impl ZeroShotClassifier {
     /// Top-k of `[B, C]` logits, with softmax probabilities over all C.
     pub fn rank(&self, logits: Tensor<2>, top_k: usize) -> Result<Vec<Vec<Prediction>>> {
         let [b, c] = logits.dims();
+        if c != self.labels.len() || c == 0 {
+            return Err(FlorenceError::Input(format!(
+                "logits have {c} columns but the classifier has {} labels",
+                self.labels.len()
+            )));
+        }
         let probs = softmax(logits.clone(), 1);
         let lv = host(logits)?;
         let pv = host(probs)?;

@@ -104,7 +104,6 @@ pub fn search(a: SearchArgs) -> Result<ExitCode> {
     let img = decode_image_file(image, &m.decode)?;
     let batch = m.preprocessor.batch(&[img], &m.device)?;
     let hits = rank_texts(&m.model, &m.tokenizer, batch, &texts, a.top_k)?.remove(0);
-    let _ = Bar::new(true);
     if a.json {
         let v: Vec<_> = hits.iter().map(|h| serde_json::json!({"text": texts[h.index], "score": h.score})).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
