@@ -31,13 +31,18 @@ pub fn available() -> Vec<&'static str> {
 /// The default device: the backend named by the `FLORENCE_DEVICE` environment variable if set
 /// (e.g. `FLORENCE_DEVICE=wgpu`), else the first of [`available`].
 pub fn default_device() -> Result<Device> {
+    device_by_name(&default_name()?)
+}
+
+/// The backend name [`default_device`] picks: `FLORENCE_DEVICE` if set, else the first of
+/// [`available`].
+pub fn default_name() -> Result<String> {
     if let Ok(name) = std::env::var("FLORENCE_DEVICE") {
-        return device_by_name(name.trim());
+        return Ok(name.trim().to_string());
     }
-    let name = available().first().copied().ok_or_else(|| {
+    available().first().map(|s| s.to_string()).ok_or_else(|| {
         FlorenceError::Config("no backend compiled in: enable one of the features flex, wgpu, vulkan, metal, cuda, tch".into())
-    })?;
-    device_by_name(name)
+    })
 }
 
 /// A device by backend name (`flex`, `wgpu`, `vulkan`, `metal`, `cuda`, `tch`).

@@ -20,6 +20,7 @@ pub mod device;
 pub mod error;
 pub mod hub;
 pub mod image;
+mod matrix_file;
 pub mod model;
 pub mod ops;
 pub mod preprocess;

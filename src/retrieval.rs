@@ -4,18 +4,17 @@
 //! Scores are cosine similarities of L2-normalised embeddings (UniCL's logits without the
 //! `exp(logit_scale)` factor, which does not change a ranking).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 
 use crate::error::{FlorenceError, Result};
+use crate::matrix_file;
 use crate::model::Florence;
 use crate::preprocess::{DecodeOptions, Preprocessor, decode_image_file};
 use crate::progress::Progress;
 use crate::text::tokenizer::Tokenizer;
 use crate::ops::to_vec_f32 as host;
-use crate::zeroshot::classifier::write_atomic;
 
 const FORMAT: &str = "florence-image-index";
 const TENSOR: &str = "embeddings";
@@ -163,16 +162,9 @@ impl ImageIndex {
 
     /// Saves the embeddings (f32) with the paths in the file's metadata.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let bytes: Vec<u8> = self.embeddings.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![self.len(), self.dim], &bytes)
-            .map_err(|e| FlorenceError::Input(format!("cannot serialise the index: {e}")))?;
         let paths: Vec<String> = self.paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
-        let mut meta = HashMap::new();
-        meta.insert("format".to_string(), FORMAT.to_string());
-        meta.insert("paths".to_string(), serde_json::to_string(&paths).unwrap_or_default());
-        let out = safetensors::serialize([(TENSOR, view)], Some(meta))
-            .map_err(|e| FlorenceError::Input(format!("cannot serialise the index: {e}")))?;
-        write_atomic(path.as_ref(), &out)
+        let meta = [("paths", serde_json::to_string(&paths).unwrap_or_default())];
+        matrix_file::save(path.as_ref(), FORMAT, TENSOR, (self.len(), self.dim), &self.embeddings, meta, "the index")
     }
 
     /// Loads an index written by [`save`](Self::save).
@@ -184,21 +176,12 @@ impl ImageIndex {
                 path.display()
             ))
         };
-        let bytes = std::fs::read(path).map_err(|source| FlorenceError::Io { path: path.to_path_buf(), source })?;
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
-        let meta = meta.metadata().clone().unwrap_or_default();
-        if meta.get("format").map(String::as_str) != Some(FORMAT) {
-            return Err(bad("no `format` metadata".into()));
+        let m = matrix_file::load(path, FORMAT, TENSOR, bad)?;
+        let paths = matrix_file::meta_list(&m, "paths", "", bad)?;
+        if m.rows != paths.len() {
+            return Err(bad(format!("`{TENSOR}` has {} rows for {} paths", m.rows, paths.len())));
         }
-        let paths: Vec<String> = serde_json::from_str(meta.get("paths").map(String::as_str).unwrap_or(""))
-            .map_err(|e| bad(format!("paths: {e}")))?;
-        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
-        let t = st.tensor(TENSOR).map_err(|e| bad(e.to_string()))?;
-        if t.dtype() != safetensors::Dtype::F32 || t.shape().len() != 2 || t.shape()[0] != paths.len() {
-            return Err(bad(format!("`{TENSOR}` is {:?} {:?} for {} paths", t.dtype(), t.shape(), paths.len())));
-        }
-        let embeddings = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-        Ok(Self { paths: paths.into_iter().map(PathBuf::from).collect(), dim: t.shape()[1], embeddings })
+        Ok(Self { paths: paths.into_iter().map(PathBuf::from).collect(), dim: m.cols, embeddings: m.values })
     }
 }
 

@@ -1,7 +1,6 @@
 //! The zero-shot classifier: class embeddings built once from labels and prompt templates,
 //! reused for any number of images, and saved to / loaded from a safetensors file.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use burn::prelude::*;
@@ -10,6 +9,7 @@ use burn::tensor::activation::softmax;
 use super::labels::validate_labels;
 use super::templates::Templates;
 use crate::error::{FlorenceError, Result};
+use crate::matrix_file;
 use crate::model::Florence;
 use crate::ops::to_vec_f32 as host;
 use crate::progress::Progress;
@@ -162,19 +162,13 @@ impl ZeroShotClassifier {
 
     /// Saves the class embeddings (f32) with the labels and templates in the file's metadata.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let [c, d] = self.embeddings.dims();
         let values = host(self.embeddings.clone())?;
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![c, d], &bytes)
-            .map_err(|e| FlorenceError::Input(format!("cannot serialise class embeddings: {e}")))?;
-        let mut meta = HashMap::new();
-        meta.insert("format".to_string(), FORMAT.to_string());
-        meta.insert("labels".to_string(), serde_json::to_string(&self.labels).unwrap_or_default());
-        meta.insert("templates".to_string(), serde_json::to_string(&self.templates).unwrap_or_default());
-        let out = safetensors::serialize([(TENSOR, view)], Some(meta))
-            .map_err(|e| FlorenceError::Input(format!("cannot serialise class embeddings: {e}")))?;
-        write_atomic(path, &out)
+        let meta = [
+            ("labels", serde_json::to_string(&self.labels).unwrap_or_default()),
+            ("templates", serde_json::to_string(&self.templates).unwrap_or_default()),
+        ];
+        let shape = self.embeddings.dims().into();
+        matrix_file::save(path.as_ref(), FORMAT, TENSOR, shape, &values, meta, "class embeddings")
     }
 
     /// Loads a classifier written by [`save`](Self::save).
@@ -186,30 +180,15 @@ impl ZeroShotClassifier {
                 path.display()
             ))
         };
-        let bytes = std::fs::read(path).map_err(|source| FlorenceError::Io { path: path.to_path_buf(), source })?;
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
-        let meta = meta.metadata().clone().unwrap_or_default();
-        if meta.get("format").map(String::as_str) != Some(FORMAT) {
-            return Err(bad("no `format` metadata".into()));
-        }
-        let labels: Vec<String> = serde_json::from_str(meta.get("labels").map(String::as_str).unwrap_or(""))
-            .map_err(|e| bad(format!("labels: {e}")))?;
-        let templates: Vec<String> = serde_json::from_str(meta.get("templates").map(String::as_str).unwrap_or("[]"))
-            .map_err(|e| bad(format!("templates: {e}")))?;
-        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
-        let t = st.tensor(TENSOR).map_err(|e| bad(e.to_string()))?;
-        if t.dtype() != safetensors::Dtype::F32 || t.shape().len() != 2 {
-            return Err(bad(format!("`{TENSOR}` is {:?} {:?}, expected F32 [C, D]", t.dtype(), t.shape())));
-        }
-        let (c, d) = (t.shape()[0], t.shape()[1]);
-        let values: Vec<f32> =
-            t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let m = matrix_file::load(path, FORMAT, TENSOR, bad)?;
+        let labels = matrix_file::meta_list(&m, "labels", "", bad)?;
+        let templates = matrix_file::meta_list(&m, "templates", "[]", bad)?;
         validate_labels(&labels)?;
-        if c != labels.len() {
-            return Err(bad(format!("{} labels but {c} class embeddings", labels.len())));
+        if m.rows != labels.len() {
+            return Err(bad(format!("{} labels but {} class embeddings", labels.len(), m.rows)));
         }
         // Stored rows are already normalised: load them bit for bit.
-        let embeddings = Tensor::<2>::from_data(TensorData::new(values, [c, d]), device);
+        let embeddings = Tensor::<2>::from_data(TensorData::new(m.values, [m.rows, m.cols]), device);
         Ok(Self { labels, templates, embeddings })
     }
 }
@@ -218,12 +197,4 @@ impl ZeroShotClassifier {
 fn normalize_rows(x: Tensor<2>) -> Tensor<2> {
     let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt();
     x / norm
-}
-
-
-/// Writes next to the target and renames, so a crash never leaves half a file.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp-write");
-    std::fs::write(&tmp, bytes).map_err(|source| FlorenceError::Io { path: tmp.clone(), source })?;
-    std::fs::rename(&tmp, path).map_err(|source| FlorenceError::Io { path: path.to_path_buf(), source })
 }

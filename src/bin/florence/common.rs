@@ -47,16 +47,11 @@ pub struct Loaded {
 }
 
 pub fn device(name: Option<&str>) -> Result<Device> {
-    let (device, name) = match name {
-        Some(n) => (florence::device::device_by_name(n)?, n.to_string()),
-        None => {
-            let n = std::env::var("FLORENCE_DEVICE")
-                .ok()
-                .or_else(|| florence::device::available().first().map(|s| s.to_string()))
-                .unwrap_or_else(|| "none".into());
-            (florence::device::default_device()?, n)
-        }
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => florence::device::default_name()?,
     };
+    let device = florence::device::device_by_name(&name)?;
     eprintln!("device: {name} ({device:?})");
     Ok(device)
 }
