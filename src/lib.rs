@@ -16,8 +16,10 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod data;
 pub mod device;
 pub mod error;
+pub mod eval;
 pub mod hub;
 pub mod image;
 mod matrix_file;

@@ -11,6 +11,8 @@ pub trait Progress {
     fn advance(&mut self, _n: usize) {}
     /// Something was skipped or degraded (an unreadable file in a folder, say); the call goes on.
     fn warn(&mut self, _message: &str) {}
+    /// A status line for the running task (a training step's loss and throughput, say).
+    fn message(&mut self, _message: &str) {}
     /// The task ended.
     fn finish(&mut self) {}
 }

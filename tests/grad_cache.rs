@@ -9,7 +9,9 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use common::{device, fixture_path};
-use florence::train::{ContrastiveBatch, full_batch_gradients, grad_cache_gradients};
+use florence::train::{
+    ContrastiveBatch, StepOptions, all_gather, all_reduce_sum, data_parallel_gradients, full_batch_gradients, grad_cache_gradients,
+};
 use florence::{Florence, FlorenceConfig};
 
 /// Largest |a - b| / max(1, |b|max) over every parameter's gradient, and how many were compared.
@@ -37,13 +39,8 @@ impl ModuleVisitor for Compare<'_> {
     }
 }
 
-#[test]
-fn grad_cache_equals_full_batch_gradients() {
-    let plain = device();
-    let config = FlorenceConfig::preset("tiny").unwrap();
-    // `train()` moves a plain model onto the autodiff backend with its parameters tracked.
-    let model: Florence = Florence::load(&config, fixture_path("tiny_swin.safetensors"), &plain).unwrap().train();
-
+fn tiny_batch(plain: &Device) -> ContrastiveBatch {
+    let plain = plain.clone();
     let n = 7;
     let images = Tensor::<4>::random([n, 3, 64, 64], Distribution::Normal(0.0, 1.0), &plain);
     // Tiny vocabulary 1000: BOS 998, EOS 999 (the max id, where the text tower pools).
@@ -58,7 +55,24 @@ fn grad_cache_equals_full_batch_gradients() {
         }
     }
     let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [n, 16]), &plain);
-    let batch = ContrastiveBatch { images, ids, labels: vec![0, 1, 0, 2, 1, 3, 0] };
+    ContrastiveBatch { images, ids, labels: vec![0, 1, 0, 2, 1, 3, 0] }
+}
+
+fn compare(model: &Florence, a: &GradientsParams, b: &GradientsParams) -> f32 {
+    let mut cmp = Compare { a, b, worst: 0.0, compared: 0, missing: vec![] };
+    model.visit(&mut cmp);
+    assert!(cmp.missing.is_empty(), "parameters without a gradient: {:?}", cmp.missing);
+    assert!(cmp.compared > 100);
+    cmp.worst
+}
+
+#[test]
+fn grad_cache_equals_full_batch_gradients() {
+    let plain = device();
+    let config = FlorenceConfig::preset("tiny").unwrap();
+    // `train()` moves a plain model onto the autodiff backend with its parameters tracked.
+    let model: Florence = Florence::load(&config, fixture_path("tiny_swin.safetensors"), &plain).unwrap().train();
+    let batch = tiny_batch(&plain);
 
     let full = full_batch_gradients(&model, &batch, None).unwrap();
     for chunk in [3, 1] {
@@ -75,4 +89,85 @@ fn grad_cache_equals_full_batch_gradients() {
     // A batch whose parts disagree in size is an error, not a panic.
     let bad = ContrastiveBatch { labels: vec![0, 1], ..batch };
     assert!(grad_cache_gradients(&model, &bad, 2, None).is_err());
+}
+
+/// Data parallelism over several replicas (Burn's flex backend has a single device, so the
+/// replicas are forks of the model on it, each with its own autodiff graph, run on their own
+/// threads): the all-gathered loss and the all-reduced gradients equal full-batch
+/// backpropagation, for 2 and 3 replicas (3 does not divide the batch of 7), with and without
+/// the gradient cache inside each replica.
+#[test]
+fn data_parallel_equals_full_batch_gradients() {
+    let plain = device();
+    let config = FlorenceConfig::preset("tiny").unwrap();
+    let model: Florence = Florence::load(&config, fixture_path("tiny_swin.safetensors"), &plain).unwrap().train();
+    let batch = tiny_batch(&plain);
+    let full = full_batch_gradients(&model, &batch, None).unwrap();
+    let train_device = model.devices()[0].clone();
+    for (replicas, chunk) in [(2usize, None), (3, Some(2))] {
+        let reps: Vec<Florence> =
+            (0..replicas).map(|i| if i == 0 { model.clone() } else { model.clone().fork(&train_device) }).collect();
+        let dp = data_parallel_gradients(&reps, &batch, StepOptions { chunk, ..Default::default() }).unwrap();
+        assert!((dp.loss - full.loss).abs() < 1e-5, "loss {} vs {}", dp.loss, full.loss);
+        let worst = compare(&model, &dp.grads, &full.grads);
+        eprintln!("{replicas} replicas, chunk {chunk:?}: max relative gradient error {worst:.2e}");
+        assert!(worst < 1e-4, "{replicas} replicas: {worst}");
+    }
+}
+
+/// Burn's balanced gradient checkpointing recomputes memory-bound activations in backward; the
+/// gradients must not change.
+#[test]
+fn gradient_checkpointing_keeps_the_gradients() {
+    let plain = device();
+    let config = FlorenceConfig::preset("tiny").unwrap();
+    let model: Florence = Florence::load(&config, fixture_path("tiny_swin.safetensors"), &plain).unwrap().train();
+    let batch = tiny_batch(&plain);
+    let full = full_batch_gradients(&model, &batch, None).unwrap();
+    let ckpt_device = plain.clone().autodiff().gradient_checkpointing();
+    let ckpt: Florence = Florence::load(&config, fixture_path("tiny_swin.safetensors"), &ckpt_device).unwrap().train();
+    assert!(ckpt.logit_scale.val().gradient_checkpointing_strategy().is_some());
+    let g = data_parallel_gradients(&[ckpt.clone()], &batch, StepOptions::default()).unwrap();
+    assert!((g.loss - full.loss).abs() < 1e-5);
+    // Parameter ids differ between the two loads; compare by position.
+    let (a, b) = (flat_grads(&ckpt, &g.grads), flat_grads(&model, &full.grads));
+    assert_eq!(a.len(), b.len());
+    // Recomputation changes f32 summation order only: relative to the largest gradient, as the
+    // other comparisons in this file.
+    let scale = b.iter().fold(1.0f32, |m, x| m.max(x.abs()));
+    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max) / scale;
+    eprintln!("gradient checkpointing: max relative gradient difference {worst:.2e} (largest gradient {scale:.1})");
+    assert!(worst < 1e-4, "{worst}");
+}
+
+fn flat_grads(model: &Florence, g: &GradientsParams) -> Vec<f32> {
+    struct Flat<'a>(&'a GradientsParams, Vec<f32>);
+    impl ModuleVisitor for Flat<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            self.1.extend(self.0.get::<D>(p.id).expect("gradient").into_data().iter::<f32>());
+        }
+    }
+    let mut f = Flat(g, Vec::new());
+    model.visit(&mut f);
+    f.1
+}
+
+#[test]
+fn all_gather_and_all_reduce() {
+    let d = device();
+    let parts = vec![
+        Tensor::<2>::from_floats([[1.0, 2.0], [3.0, 4.0]], &d),
+        Tensor::<2>::from_floats([[5.0, 6.0]], &d),
+        Tensor::<2>::from_floats([[7.0, 8.0], [9.0, 10.0], [11.0, 12.0]], &d),
+    ];
+    let gathered = all_gather(parts).unwrap();
+    assert_eq!(gathered.len(), 3);
+    for g in gathered {
+        assert_eq!(g.dims(), [6, 2]);
+        assert_eq!(g.into_data().iter::<f32>().collect::<Vec<_>>(), (1..=12).map(|x| x as f32).collect::<Vec<_>>());
+    }
+    let sums = all_reduce_sum(vec![Tensor::<1>::from_floats([1.0, 2.0], &d), Tensor::<1>::from_floats([10.0, 20.0], &d)]).unwrap();
+    assert!(sums.iter().all(|s| s.clone().into_data().iter::<f32>().collect::<Vec<_>>() == vec![11.0, 22.0]));
+    assert!(all_gather(vec![]).is_err());
+    assert!(all_gather(vec![Tensor::<2>::zeros([1, 2], &d), Tensor::<2>::zeros([1, 3], &d)]).is_err());
 }

@@ -1,0 +1,13 @@
+//! Training data: sources (image-label folders, image-text JSONL/CSV), augmentation, a
+//! seeded and resumable batch stream with parallel decoding, and the synthetic shapes dataset
+//! the bundled model is trained on.
+
+pub mod augment;
+pub mod loader;
+pub mod rng;
+pub mod source;
+
+pub use augment::AugmentConfig;
+pub use loader::{BatchSource, HostBatch, Loader};
+pub use rng::Rng;
+pub use source::{Dataset, Example, SourceSpec, Target};

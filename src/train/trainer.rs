@@ -1,0 +1,441 @@
+//! The training loop: UniCL over a mixed batch stream with AdamW, warm-up + cosine, gradient
+//! accumulation, the gradient cache, data parallelism over several devices, gradient
+//! checkpointing and half precision; atomic checkpoints and an exact `--resume`.
+//!
+//! A run folder holds:
+//! - `checkpoints/step-NNNNNNN/` with `model.safetensors` (UniCL layout, the model's dtype),
+//!   `optimizer.bpk` (Burn's optimizer record) and `state.json` (step, counters, config). Each is
+//!   written into `*.partial` and renamed, and `checkpoints/latest` (the newest folder's name) is
+//!   replaced last, so a crash at any point leaves the previous checkpoint intact.
+//! - `metrics.jsonl` and `metrics.png`, `final.safetensors` and `config.json` (the model config).
+//!
+//! Exact resume: the batch stream is a pure function of the seed and the batch index
+//! ([`crate::data::loader`]), parameter ids are assigned by position so the optimizer record maps
+//! onto a freshly built model, and the learning rate is a function of the step. A run stopped
+//! after step k and resumed reproduces the parameters of an uninterrupted run exactly
+//! (tests/trainer.rs).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::optim::{GradientsAccumulator, ModuleOptimizer};
+use burn::prelude::*;
+use burn::tensor::{DType, FloatDType};
+use serde::{Deserialize, Serialize};
+
+use super::config::{Precision, TrainConfig};
+use super::distributed::{StepOptions, data_parallel_gradients};
+use super::metrics::{MetricsLine, MetricsLog, plot_metrics, read_metrics};
+use crate::config::FlorenceConfig;
+use crate::data::{BatchSource, Dataset, Loader};
+use crate::error::{FlorenceError, Result};
+use crate::eval::{ZeroShotReport, zero_shot_folder};
+use crate::model::Florence;
+use crate::preprocess::{DecodeOptions, Preprocessor};
+use crate::progress::{Progress, Silent};
+use crate::text::tokenizer::Tokenizer;
+use crate::zeroshot::Templates;
+
+const STATE_FORMAT: &str = "florence-train-state-1";
+
+/// What `state.json` records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Format tag.
+    pub format: String,
+    /// Optimiser steps taken.
+    pub step: usize,
+    /// Training pairs consumed.
+    pub pairs_seen: u64,
+    /// Files skipped so far.
+    pub skipped: usize,
+    /// The config of the run, to refuse resuming with a different one.
+    pub config: TrainConfig,
+}
+
+/// What [`Trainer::run`] returns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrainSummary {
+    /// The step reached.
+    pub step: usize,
+    /// Loss of the last step.
+    pub last_loss: Option<f32>,
+    /// Mean training pairs per second of this call.
+    pub images_per_s: f32,
+    /// Files skipped in this call.
+    pub skipped: usize,
+    /// The last zero-shot evaluation, when configured.
+    pub eval: Option<ZeroShotReport>,
+    /// The newest checkpoint folder.
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// Assigns parameter ids by traversal order (0, 1, 2, ...), so two builds of one architecture
+/// share ids and an optimizer record saved by one applies to the other.
+pub fn canonical_param_ids(model: Florence) -> Florence {
+    struct Ids(u64);
+    impl ModuleMapper for Ids {
+        fn map_float<const D: usize>(&mut self, mut param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            param.id = ParamId::from(self.0);
+            self.0 += 1;
+            param
+        }
+    }
+    model.map(&mut Ids(0))
+}
+
+/// A training run.
+pub struct Trainer {
+    cfg: TrainConfig,
+    base: PathBuf,
+    output: PathBuf,
+    model_config: FlorenceConfig,
+    devices: Vec<Device>,
+    model: Florence,
+    optim: ModuleOptimizer,
+    source: Arc<BatchSource>,
+    step: usize,
+    pairs_seen: u64,
+    skipped: usize,
+    eval: Option<(PathBuf, Templates, usize, usize)>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FlorenceError + '_ {
+    move |source| FlorenceError::Io { path: path.to_path_buf(), source }
+}
+
+/// A device by name, with an optional `:index` suffix accepted for symmetry with CUDA
+/// (`cuda:1`); flex has one device.
+fn device_named(name: &str) -> Result<Device> {
+    #[cfg(feature = "cuda")]
+    if let Some(i) = name.strip_prefix("cuda:") {
+        let i: usize = i.parse().map_err(|_| FlorenceError::Config(format!("bad device `{name}`")))?;
+        return Ok(Device::cuda(i));
+    }
+    crate::device::device_by_name(name)
+}
+
+impl Trainer {
+    /// A new run from `cfg` (relative paths against `base`, the config file's folder). Fails if
+    /// the output folder already holds a checkpoint: resume it or choose another folder.
+    pub fn new(cfg: TrainConfig, base: &Path) -> Result<Self> {
+        let t = Self::build(cfg, base, None)?;
+        if t.output.join("checkpoints").join("latest").exists() {
+            return Err(FlorenceError::Config(format!(
+                "{} already holds a training run; resume it (`--resume`) or choose another `output`",
+                t.output.display()
+            )));
+        }
+        Ok(t)
+    }
+
+    /// Continues the run in `cfg.output` from its newest checkpoint. The config must equal the
+    /// one the run started with, except `optimizer.total_steps`, which may grow.
+    pub fn resume(cfg: TrainConfig, base: &Path) -> Result<Self> {
+        let output = base.join(&cfg.output);
+        let ckpt = latest_checkpoint(&output)?.ok_or_else(|| {
+            FlorenceError::Config(format!("{} has no checkpoint to resume from; start without `--resume`", output.display()))
+        })?;
+        let state: TrainState = serde_json::from_slice(&std::fs::read(ckpt.join("state.json")).map_err(io(&ckpt))?)
+            .map_err(|e| FlorenceError::Config(format!("{}: {e}", ckpt.join("state.json").display())))?;
+        if state.format != STATE_FORMAT {
+            return Err(FlorenceError::Config(format!("{}: unknown state format `{}`", ckpt.display(), state.format)));
+        }
+        let mut a = state.config.clone();
+        let mut b = cfg.clone();
+        a.optimizer.total_steps = 0;
+        b.optimizer.total_steps = 0;
+        if a != b {
+            return Err(FlorenceError::Config(format!(
+                "the config differs from the one {} was started with; only `optimizer.total_steps` may change on resume",
+                output.display()
+            )));
+        }
+        let mut t = Self::build(cfg, base, Some(&ckpt))?;
+        t.step = state.step;
+        t.pairs_seen = state.pairs_seen;
+        t.skipped = state.skipped;
+        Ok(t)
+    }
+
+    fn build(cfg: TrainConfig, base: &Path, ckpt: Option<&Path>) -> Result<Self> {
+        cfg.validate()?;
+        let at = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let output = at(&cfg.output);
+        let model_config = if at(Path::new(&cfg.model)).is_file() {
+            FlorenceConfig::load(at(Path::new(&cfg.model)))?
+        } else {
+            FlorenceConfig::preset(&cfg.model)?
+        };
+        let names: Vec<String> =
+            if cfg.devices.is_empty() { vec![crate::device::default_name()?] } else { cfg.devices.clone() };
+        let mut devices = Vec::with_capacity(names.len());
+        for name in &names {
+            let mut d = device_named(name)?;
+            if let Some(dtype) = match cfg.precision {
+                Precision::F32 => None,
+                Precision::F16 => Some(FloatDType::F16),
+                Precision::Bf16 => Some(FloatDType::BF16),
+            } {
+                if !d.supports_dtype(DType::from(dtype)) {
+                    return Err(FlorenceError::Config(format!("device `{name}` does not support {dtype:?}; use `precision = \"f32\"`")));
+                }
+                // The same physical device listed twice is configured once.
+                if !devices.contains(&d) {
+                    d.configure(dtype).map_err(|e| {
+                        FlorenceError::Config(format!(
+                            "cannot set {dtype:?} on `{name}` ({e:?}): half precision must be chosen before the device creates any tensor, so train in a fresh process"
+                        ))
+                    })?;
+                }
+            }
+            let mut d = d.autodiff();
+            if cfg.gradient_checkpointing {
+                d = d.gradient_checkpointing();
+            }
+            devices.push(d);
+        }
+        let main = devices[0].clone();
+
+        let model = match (ckpt, &cfg.init) {
+            (Some(c), _) => Florence::load(&model_config, c.join("model.safetensors"), &main)?,
+            (None, Some(init)) => Florence::load(&model_config, at(init), &main)?,
+            (None, None) => {
+                // Parameter initialisation draws from the backend's RNG; seed it for repeatability.
+                main.seed(cfg.seed);
+                model_config.init(&main)?
+            }
+        };
+        let model = canonical_param_ids(model).train();
+        let mut optim = cfg.optimizer.init(&model)?;
+        if let Some(c) = ckpt {
+            let bytes = std::fs::read(c.join("optimizer.bpk")).map_err(io(c))?;
+            optim = optim
+                .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+                .map_err(|e| FlorenceError::Config(format!("{}: {e:?}", c.join("optimizer.bpk").display())))?;
+        }
+
+        let tokenizer = match &cfg.tokenizer {
+            Some(p) => Tokenizer::from_file(at(p))?,
+            None => Tokenizer::clip()?,
+        }
+        .with_context_length(model_config.text.context_length);
+        let templates = Templates::parse(&cfg.templates)?;
+        let parts = cfg.data.iter().map(|s| s.load(base)).collect::<Result<Vec<_>>>()?;
+        let dataset = Dataset::concat(parts, templates.strings());
+        let source = Arc::new(BatchSource {
+            dataset,
+            tokenizer,
+            augment: cfg.augment.clone(),
+            preprocess: model_config.preprocess(),
+            batch_size: cfg.batch_size,
+            seed: cfg.seed,
+            workers: cfg.workers,
+            decode: DecodeOptions::default(),
+        });
+        source.validate()?;
+        let eval = match &cfg.eval {
+            Some(e) => Some((at(&e.folder), Templates::parse(&e.templates)?, e.every, e.batch_size)),
+            None => None,
+        };
+        Ok(Self { cfg, base: base.to_path_buf(), output, model_config, devices, model, optim, source, step: 0, pairs_seen: 0, skipped: 0, eval })
+    }
+
+    /// Optimiser steps taken so far.
+    pub fn step(&self) -> usize {
+        self.step
+    }
+
+    /// The model being trained.
+    pub fn model(&self) -> &Florence {
+        &self.model
+    }
+
+    /// The run folder.
+    pub fn output(&self) -> &Path {
+        &self.output
+    }
+
+    /// The model's config.
+    pub fn model_config(&self) -> &FlorenceConfig {
+        &self.model_config
+    }
+
+    /// Zero-shot accuracy of the current model on the configured eval folder.
+    pub fn evaluate(&self, progress: &mut dyn Progress) -> Result<Option<ZeroShotReport>> {
+        let Some((folder, templates, _, batch)) = &self.eval else { return Ok(None) };
+        let model = self.model.valid();
+        let pre = Preprocessor::new(self.model_config.preprocess())?;
+        zero_shot_folder(&model, &self.source.tokenizer, &pre, folder, templates, *batch, progress).map(Some)
+    }
+
+    /// Trains until `optimizer.total_steps`, or until step `stop_at` if given (for a run split
+    /// into parts). Saves checkpoints every `checkpoint_every` steps and at the end, logs every
+    /// step to `metrics.jsonl`, and reports progress (steps; the message carries loss, learning
+    /// rate and throughput).
+    pub fn run(&mut self, stop_at: Option<usize>, progress: &mut dyn Progress) -> Result<TrainSummary> {
+        let total = self.cfg.optimizer.total_steps;
+        let end = stop_at.unwrap_or(total).min(total);
+        std::fs::create_dir_all(self.output.join("checkpoints")).map_err(io(&self.output))?;
+        self.model_config.save(self.output.join("config.json"))?;
+        let mut log = MetricsLog::open(self.output.join("metrics.jsonl"), self.step)?;
+        let accum = self.cfg.accumulation;
+        let mut loader = Loader::start(self.source.clone(), (self.step * accum) as u64, self.cfg.prefetch)?;
+        let opts = |w: f32| StepOptions { chunk: self.cfg.grad_cache_chunk, max_scale: self.cfg.max_logit_scale, loss_weight: w };
+        let started = Instant::now();
+        let (mut pairs, mut skipped_here, mut last_loss, mut last_eval, mut last_ckpt) = (0u64, 0usize, None, None, None);
+        progress.start("train", total);
+        progress.advance(self.step);
+        while self.step < end {
+            let t0 = Instant::now();
+            let lr = self.cfg.optimizer.lr_at(self.step);
+            let replicas: Vec<Florence> = self
+                .devices
+                .iter()
+                .enumerate()
+                .map(|(i, d)| if i == 0 { self.model.clone() } else { self.model.clone().fork(d) })
+                .collect();
+            let mut acc = GradientsAccumulator::<Florence>::new();
+            let (mut loss_sum, mut batches, mut step_pairs, mut step_skipped) = (0f32, 0usize, 0u64, 0usize);
+            for _ in 0..accum {
+                let host = loader.next_batch()?;
+                step_skipped += host.skipped.len();
+                for s in &host.skipped {
+                    progress.warn(&format!("skipping {}: {}", s.path.display(), s.reason));
+                }
+                if host.len() < 2 {
+                    continue; // nothing to contrast: every file (but one) was unreadable
+                }
+                let batch = host.to_device(&self.devices[0].clone().without_autodiff());
+                let g = data_parallel_gradients(&replicas, &batch, opts(1.0 / accum as f32))?;
+                loss_sum += g.loss;
+                batches += 1;
+                step_pairs += host.len() as u64;
+                acc.accumulate(&self.model, g.grads);
+            }
+            drop(replicas);
+            if batches > 0 {
+                let model = self.model.clone();
+                self.model = self.optim.step(lr, model, acc.grads());
+            }
+            self.step += 1;
+            self.pairs_seen += step_pairs;
+            self.skipped += step_skipped;
+            pairs += step_pairs;
+            skipped_here += step_skipped;
+            let loss = (batches > 0).then(|| loss_sum / batches as f32);
+            last_loss = loss.or(last_loss);
+            let ips = step_pairs as f32 / t0.elapsed().as_secs_f32().max(1e-9);
+            let mut line = MetricsLine {
+                step: self.step,
+                loss,
+                lr: Some(lr),
+                scale: Some(self.model.scale_value()),
+                images_per_s: Some(ips),
+                skipped: Some(step_skipped),
+                zero_shot_top1: None,
+                zero_shot_top5: None,
+            };
+            if let Some((_, _, every, _)) = &self.eval
+                && (self.step % every == 0 || self.step == end)
+            {
+                let report = self.evaluate(&mut Silent)?.expect("eval configured");
+                line.zero_shot_top1 = Some(report.top1);
+                line.zero_shot_top5 = Some(report.top5);
+                last_eval = Some(report);
+            }
+            log.append(&line)?;
+            progress.message(&format!(
+                "loss {} lr {lr:.2e} {ips:.1} img/s",
+                loss.map_or("-".to_string(), |l| format!("{l:.4}"))
+            ));
+            progress.advance(1);
+            let every = self.cfg.checkpoint_every;
+            if self.step == end || (every > 0 && self.step % every == 0) {
+                last_ckpt = Some(self.save_checkpoint()?);
+                plot_metrics(&read_metrics(log.path())?, &self.output.join("metrics.png"))?;
+            }
+        }
+        progress.finish();
+        if self.step >= total {
+            self.model.save_safetensors(self.output.join("final.safetensors"), self.dtype())?;
+        }
+        Ok(TrainSummary {
+            step: self.step,
+            last_loss,
+            images_per_s: pairs as f32 / started.elapsed().as_secs_f32().max(1e-9),
+            skipped: skipped_here,
+            eval: last_eval,
+            checkpoint: last_ckpt,
+        })
+    }
+
+    fn dtype(&self) -> DType {
+        self.model.logit_scale.val().dtype()
+    }
+
+    /// Writes a checkpoint of the current step atomically and prunes old ones; returns its folder.
+    pub fn save_checkpoint(&self) -> Result<PathBuf> {
+        let dir = self.output.join("checkpoints");
+        let name = format!("step-{:07}", self.step);
+        let partial = dir.join(format!("{name}.partial"));
+        let final_dir = dir.join(&name);
+        if partial.exists() {
+            std::fs::remove_dir_all(&partial).map_err(io(&partial))?;
+        }
+        std::fs::create_dir_all(&partial).map_err(io(&partial))?;
+        self.model.save_safetensors(partial.join("model.safetensors"), self.dtype())?;
+        let bytes = self
+            .optim
+            .into_bytes()
+            .map_err(|e| FlorenceError::Input(format!("cannot serialise the optimizer state: {e:?}")))?;
+        std::fs::write(partial.join("optimizer.bpk"), &*bytes).map_err(io(&partial))?;
+        let state = TrainState {
+            format: STATE_FORMAT.into(),
+            step: self.step,
+            pairs_seen: self.pairs_seen,
+            skipped: self.skipped,
+            config: self.cfg.clone(),
+        };
+        std::fs::write(partial.join("state.json"), serde_json::to_vec_pretty(&state).expect("plain struct"))
+            .map_err(io(&partial))?;
+        if final_dir.exists() {
+            std::fs::remove_dir_all(&final_dir).map_err(io(&final_dir))?;
+        }
+        std::fs::rename(&partial, &final_dir).map_err(io(&final_dir))?;
+        crate::matrix_file::write_atomic(&dir.join("latest"), name.as_bytes())?;
+        // Keep the newest `keep_checkpoints` folders.
+        let mut old: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(io(&dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-") && !n.ends_with(".partial")))
+            .collect();
+        old.sort();
+        let excess = old.len().saturating_sub(self.cfg.keep_checkpoints);
+        for p in old.into_iter().take(excess) {
+            let _ = std::fs::remove_dir_all(p);
+        }
+        Ok(final_dir)
+    }
+
+    /// The config file's folder that relative paths resolve against.
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+}
+
+/// The newest complete checkpoint folder of a run, if any.
+pub fn latest_checkpoint(output: &Path) -> Result<Option<PathBuf>> {
+    let latest = output.join("checkpoints").join("latest");
+    if !latest.exists() {
+        return Ok(None);
+    }
+    let name = std::fs::read_to_string(&latest).map_err(io(&latest))?;
+    let dir = output.join("checkpoints").join(name.trim());
+    if !dir.join("state.json").exists() {
+        return Err(FlorenceError::Config(format!("{} names {}, which is incomplete or missing", latest.display(), dir.display())));
+    }
+    Ok(Some(dir))
+}

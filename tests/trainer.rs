@@ -1,0 +1,185 @@
+//! The trainer end to end on a tiny model: mixed image-label and image-text data with a corrupt
+//! file, gradient accumulation and the gradient cache; a run stopped and resumed reproduces the
+//! uninterrupted run's parameters exactly; checkpoints, metrics and the plot are written.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::prelude::*;
+use florence::data::SourceSpec;
+use florence::progress::Recorder;
+use florence::train::{OptimizerConfig, TrainConfig, Trainer, latest_checkpoint};
+use florence::{Florence, FlorenceError};
+use image::{Rgb, RgbImage};
+
+const COLORS: [(&str, [u8; 3]); 4] = [("red", [220, 30, 30]), ("green", [30, 200, 40]), ("blue", [30, 40, 220]), ("yellow", [230, 220, 20])];
+
+/// A small dataset: a class folder of coloured squares, a JSONL caption file, a CSV caption file
+/// and one truncated PNG among the captions.
+fn dataset(root: &Path) {
+    let _ = std::fs::remove_dir_all(root);
+    for (k, (name, rgb)) in COLORS.iter().enumerate() {
+        let dir = root.join("classes").join(format!("{name} square"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..3u32 {
+            let img = RgbImage::from_fn(40 + i * 7, 36, |x, y| if (8..28).contains(&x) && (8..28).contains(&y) { Rgb(*rgb) } else { Rgb([(k as u8) * 20 + 90, 110, 120]) });
+            img.save(dir.join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let caps = root.join("captions");
+    std::fs::create_dir_all(caps.join("img")).unwrap();
+    let mut jsonl = String::new();
+    let mut csv = String::from("image,caption\n");
+    for (k, (name, rgb)) in COLORS.iter().enumerate() {
+        let img = RgbImage::from_fn(48, 48, |x, _| if x < 24 { Rgb(*rgb) } else { Rgb([128, 128, 128]) });
+        img.save(caps.join("img").join(format!("{k}.png"))).unwrap();
+        jsonl.push_str(&format!("{{\"image\": \"img/{k}.png\", \"caption\": \"a {name} half on the left\"}}\n"));
+        csv.push_str(&format!("img/{k}.png,\"{name}, on the left\"\n"));
+    }
+    // A truncated file: skipped and counted, never fatal.
+    let good = std::fs::read(caps.join("img").join("0.png")).unwrap();
+    std::fs::write(caps.join("img").join("broken.png"), &good[..good.len() / 2]).unwrap();
+    jsonl.push_str("{\"image\": \"img/broken.png\", \"caption\": \"a broken file\"}\n");
+    std::fs::write(caps.join("captions.jsonl"), jsonl).unwrap();
+    std::fs::write(caps.join("captions.csv"), csv).unwrap();
+}
+
+fn config(root: &Path, output: &str, total: usize) -> TrainConfig {
+    let toml = format!(
+        r#"
+model = "tiny-clip"
+output = "{output}"
+batch_size = 6
+accumulation = 2
+grad_cache_chunk = 4
+seed = 11
+checkpoint_every = 2
+keep_checkpoints = 2
+templates = "simple"
+workers = 2
+[[data]]
+kind = "folder"
+path = "classes"
+[[data]]
+kind = "jsonl"
+path = "captions/captions.jsonl"
+[[data]]
+kind = "csv"
+path = "captions/captions.csv"
+[augment]
+scale = [0.5, 1.0]
+hflip = 0.0
+[optimizer]
+lr = 2e-3
+warmup_steps = 1
+total_steps = {total}
+weight_decay = 0.05
+[eval]
+folder = "classes"
+every = 2
+"#
+    );
+    let _ = root;
+    TrainConfig::parse(&toml, true).unwrap()
+}
+
+fn params(model: &Florence) -> Vec<f32> {
+    struct Flat(Vec<f32>);
+    impl ModuleVisitor for Flat {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            self.0.extend(p.val().into_data().iter::<f32>());
+        }
+    }
+    let mut f = Flat(Vec::new());
+    model.visit(&mut f);
+    f.0
+}
+
+/// Fresh models draw their initial weights from the device's seeded RNG, which every test in this
+/// binary shares: the tests take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn root(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("florence-trainer-{name}-{}", std::process::id()))
+}
+
+#[test]
+fn resume_reproduces_an_uninterrupted_run() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let root = root("resume");
+    dataset(&root);
+
+    // Uninterrupted: 4 optimiser steps of 2 accumulated batches of 6.
+    let mut a = Trainer::new(config(&root, "run-a", 4), &root).unwrap();
+    let mut rec = Recorder::default();
+    let summary = a.run(None, &mut rec).unwrap();
+    assert_eq!(summary.step, 4);
+    assert!(summary.eval.is_some());
+    assert_eq!(rec.done, 4);
+    let full = params(a.model());
+
+    // Interrupted after step 2 (a checkpoint step), then resumed in a new trainer.
+    let mut b = Trainer::new(config(&root, "run-b", 4), &root).unwrap();
+    assert_eq!(params(b.model()), params(&Trainer::new(config(&root, "run-c", 4), &root).unwrap().model().clone()), "same seed, same initial weights");
+    b.run(Some(2), &mut Recorder::default()).unwrap();
+    drop(b);
+    let mut b = Trainer::resume(config(&root, "run-b", 4), &root).unwrap();
+    assert_eq!(b.step(), 2);
+    b.run(None, &mut Recorder::default()).unwrap();
+    let resumed = params(b.model());
+    assert_eq!(full.len(), resumed.len());
+    let worst = full.iter().zip(&resumed).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    eprintln!("resumed vs uninterrupted: max abs parameter difference {worst:e} over {} values", full.len());
+    assert_eq!(worst, 0.0, "a resumed run must reproduce the uninterrupted one bit for bit");
+
+    // The run folder: pruned checkpoints, metrics for every step, a plot, the final weights.
+    let out = root.join("run-a");
+    let ckpts: Vec<_> = std::fs::read_dir(out.join("checkpoints")).unwrap().filter_map(|e| e.ok()).filter(|e| e.path().is_dir()).collect();
+    assert_eq!(ckpts.len(), 2, "keep_checkpoints = 2");
+    assert!(latest_checkpoint(&out).unwrap().unwrap().ends_with("step-0000004"));
+    let lines = florence::train::metrics::read_metrics(&out.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.iter().map(|l| l.step).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert!(lines.iter().all(|l| l.loss.is_some_and(f32::is_finite)));
+    assert!(lines.iter().filter(|l| l.zero_shot_top1.is_some()).count() == 2);
+    // The broken file is drawn in some batch of the 8 and counted.
+    assert!(lines.iter().map(|l| l.skipped.unwrap()).sum::<usize>() >= 1);
+    assert!(rec.warnings.iter().any(|w| w.contains("broken.png")));
+    let png = image::open(out.join("metrics.png")).unwrap();
+    assert_eq!(png.width(), 960);
+    let final_model = Florence::load(a.model_config(), out.join("final.safetensors"), &florence::device::default_device().unwrap()).unwrap();
+    let reloaded = params(&final_model);
+    assert!(reloaded.iter().zip(&full).all(|(x, y)| x == y));
+    let b_lines = florence::train::metrics::read_metrics(&root.join("run-b").join("metrics.jsonl")).unwrap();
+    assert_eq!(b_lines.iter().map(|l| l.step).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    std::fs::remove_dir_all(&root).ok();
+}
+
+#[test]
+fn bad_runs_are_typed_errors() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let root = root("errors");
+    dataset(&root);
+    let mut t = Trainer::new(config(&root, "run", 2), &root).unwrap();
+    t.run(Some(2), &mut Recorder::default()).unwrap();
+    // Starting over in a folder with a run in it.
+    assert!(matches!(Trainer::new(config(&root, "run", 2), &root), Err(FlorenceError::Config(_))));
+    // Resuming with a different config.
+    let mut other = config(&root, "run", 2);
+    other.batch_size = 4;
+    let e = Trainer::resume(other, &root).err().unwrap().to_string();
+    assert!(e.contains("only `optimizer.total_steps` may change"), "{e}");
+    // Resuming where nothing was saved.
+    assert!(Trainer::resume(config(&root, "nothing-here", 2), &root).is_err());
+    // Missing data.
+    let mut c = config(&root, "run2", 2);
+    c.data = vec![SourceSpec::Jsonl { path: "nope.jsonl".into() }];
+    assert!(Trainer::new(c, &root).is_err());
+    // Config checks.
+    for bad in ["batch_size = 1", "accumulation = 0", "grad_cache_chunk = 0", "unknown_field = 1"] {
+        let text = format!("model = \"tiny-clip\"\noutput = \"o\"\nbatch_size = 4\n{bad}\n[[data]]\nkind = \"folder\"\npath = \"x\"\n[optimizer]\nlr = 1e-3\ntotal_steps = 2\n");
+        let text = text.replacen("batch_size = 4\nbatch_size = 1", "batch_size = 1", 1);
+        assert!(TrainConfig::parse(&text, true).is_err(), "{bad}");
+    }
+    let _ = OptimizerConfig::validate;
+    std::fs::remove_dir_all(&root).ok();
+}
