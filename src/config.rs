@@ -201,7 +201,7 @@ impl ImageEncoderConfig {
         if !(self.mlp_ratio > 0.0 && self.mlp_ratio.is_finite()) {
             return err(format!("mlp_ratio must be positive, got {}", self.mlp_ratio));
         }
-        if !(self.layer_norm_eps > 0.0) {
+        if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             return err("layer_norm_eps must be positive".into());
         }
         Ok(())
@@ -249,7 +249,7 @@ impl TextEncoderConfig {
         if self.heads == 0 || !self.width.is_multiple_of(self.heads) {
             return err(format!("width {} is not divisible by {} heads", self.width, self.heads));
         }
-        if !(self.layer_norm_eps > 0.0) {
+        if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             return err("layer_norm_eps must be positive".into());
         }
         Ok(())

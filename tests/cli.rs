@@ -163,3 +163,55 @@ fn index_search_convert_info() {
     assert_eq!(info["preset"], "tiny-clip", "{info}");
     assert_eq!(info["format"], "pytorch", "{info}");
 }
+
+/// `synth`, `train` (then `--resume` to a longer run), and `eval zero-shot | linear-probe |
+/// few-shot` on what was trained: the training workflow of the README, on a tiny model.
+#[test]
+fn synth_train_resume_eval() {
+    let dir = tempdir("train");
+    let d = dir.to_string_lossy().into_owned();
+    ok(&["synth", "-q", "-o", &format!("{d}/train"), "-n", "48", "--split", "train", "--size", "32"]);
+    ok(&["synth", "-q", "-o", &format!("{d}/val"), "-n", "36", "--split", "all", "--layout", "folders", "--size", "32", "--seed", "1"]);
+    assert_eq!(std::fs::read_to_string(dir.join("train/captions.jsonl")).unwrap().lines().count(), 48);
+    let config = |total: usize| {
+        format!(
+            "model = \"tiny-clip\"\noutput = \"run\"\nbatch_size = 8\ncheckpoint_every = 2\n[[data]]\nkind = \"jsonl\"\npath = \"train/captions.jsonl\"\n[augment]\nhflip = 0.0\ncolor_jitter = 0.0\n[optimizer]\nlr = 1e-3\ntotal_steps = {total}\n[eval]\nfolder = \"val\"\nevery = 2\ntemplates = \"none\"\n"
+        )
+    };
+    std::fs::write(dir.join("train.toml"), config(2)).unwrap();
+    let (out, _) = ok(&["train", "-q", "--config", &format!("{d}/train.toml")]);
+    let out = out.as_str().unwrap().to_string();
+    assert!(out.contains("step 2: loss") && out.contains("zero-shot on the eval folder"), "{out}");
+    // Starting again over a finished run is refused with a hint; resuming to a longer run works.
+    let again = florence(&["train", "-q", "--config", &format!("{d}/train.toml")]);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("--resume"));
+    std::fs::write(dir.join("train.toml"), config(4)).unwrap();
+    let (out, stderr) = ok(&["train", "-q", "--resume", "--config", &format!("{d}/train.toml")]);
+    assert!(stderr.contains("from step 2"), "{stderr}");
+    assert!(out.as_str().unwrap().contains("step 4: loss"));
+    let lines = std::fs::read_to_string(dir.join("run/metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 4);
+    assert!(dir.join("run/metrics.png").exists() && dir.join("run/final.safetensors").exists());
+
+    let w = format!("{d}/run/final.safetensors");
+    let c = format!("{d}/run/config.json");
+    let (zs, _) = ok(&["eval", "zero-shot", "-q", "-w", &w, "-c", &c, "--folder", &format!("{d}/val"), "--templates", "none", "--json"]);
+    assert_eq!(zs["n"], 36);
+    let folders = std::fs::read_dir(dir.join("val")).unwrap().count();
+    assert_eq!(zs["classes"].as_u64().unwrap() as usize, folders);
+    let top1 = zs["top1"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&top1) && zs["top5"].as_f64().unwrap() >= top1);
+    // Linear probe and few-shot on the val folder against itself (a smoke test of the commands;
+    // the probe itself is checked against scikit-learn in tests/linear_probe.rs).
+    let val = format!("{d}/val");
+    // Weak regularisation (C = 1e4): unit-norm features need large weights to separate 21 classes.
+    let (lp, _) = ok(&["eval", "linear-probe", "-q", "-w", &w, "-c", &c, "--train", &val, "--test", &val, "--c", "1e4", "--json"]);
+    assert_eq!(lp["train_n"], 36);
+    assert!(lp["top1"].as_f64().unwrap() > 0.5, "a probe scored on its own training set fits most of it: {lp}");
+    let (fs, _) = ok(&["eval", "few-shot", "-q", "-w", &w, "-c", &c, "--train", &val, "--test", &val, "-k", "1", "--trials", "2", "--json"]);
+    assert_eq!(fs["trials"].as_array().unwrap().len(), 2);
+    // k larger than a class has images: a clear error.
+    let bad = florence(&["eval", "few-shot", "-q", "-w", &w, "-c", &c, "--train", &val, "--test", &val, "-k", "40"]);
+    assert!(!bad.status.success());
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -127,7 +127,7 @@ fn gradient_checkpointing_keeps_the_gradients() {
     let ckpt_device = plain.clone().autodiff().gradient_checkpointing();
     let ckpt: Florence = Florence::load(&config, fixture_path("tiny_swin.safetensors"), &ckpt_device).unwrap().train();
     assert!(ckpt.logit_scale.val().gradient_checkpointing_strategy().is_some());
-    let g = data_parallel_gradients(&[ckpt.clone()], &batch, StepOptions::default()).unwrap();
+    let g = data_parallel_gradients(std::slice::from_ref(&ckpt), &batch, StepOptions::default()).unwrap();
     assert!((g.loss - full.loss).abs() < 1e-5);
     // Parameter ids differ between the two loads; compare by position.
     let (a, b) = (flat_grads(&ckpt, &g.grads), flat_grads(&model, &full.grads));

@@ -6,6 +6,7 @@ pub mod augment;
 pub mod loader;
 pub mod rng;
 pub mod source;
+pub mod synthetic;
 
 pub use augment::AugmentConfig;
 pub use loader::{BatchSource, HostBatch, Loader};

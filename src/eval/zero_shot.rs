@@ -57,30 +57,47 @@ pub(crate) fn top_k_hits(scores: &[f32], c: usize, labels: &[usize], k: usize) -
 }
 
 /// Evaluates `model` on `folder`. Class names come from the sub-folder names; `templates` turn
-/// them into prompts ([`ZeroShotClassifier::build`]). Undecodable files are skipped and
-/// reported. Progress covers the classifier (labels) and the images.
+/// them into prompts ([`ZeroShotClassifier::build`]). The candidates are the folder's classes,
+/// or `candidates` when given: a larger label set that holds every folder class (e.g. all 36
+/// colour-shape pairs when the folder holds only the held-out ones). Undecodable files are
+/// skipped and reported. Progress covers the classifier (labels) and the images.
+#[allow(clippy::too_many_arguments)]
 pub fn zero_shot_folder(
     model: &Florence,
     tokenizer: &Tokenizer,
     preprocessor: &Preprocessor,
     folder: &Path,
     templates: &Templates,
+    candidates: Option<&[String]>,
     batch_size: usize,
     progress: &mut dyn Progress,
 ) -> Result<ZeroShotReport> {
     let data = Dataset::image_folder(folder)?;
+    let classes: Vec<String> = candidates.map_or_else(|| data.classes.clone(), <[String]>::to_vec);
+    let map: Vec<usize> = data
+        .classes
+        .iter()
+        .map(|c| {
+            classes.iter().position(|x| x == c).ok_or_else(|| {
+                FlorenceError::Labels(format!("the folder's class `{c}` is not among the candidate labels"))
+            })
+        })
+        .collect::<Result<_>>()?;
     let labels: Vec<usize> = data
         .examples
         .iter()
         .map(|e| match e.target {
-            crate::data::Target::Class(k) => k,
+            crate::data::Target::Class(k) => map[k],
             crate::data::Target::Caption(_) => unreachable!("image_folder yields classes"),
         })
         .collect();
-    let classifier = ZeroShotClassifier::build(model, tokenizer, &data.classes, templates, batch_size.max(1), progress)?;
+    let classifier = ZeroShotClassifier::build(model, tokenizer, &classes, templates, batch_size.max(1), progress)?;
     let paths: Vec<_> = data.examples.iter().map(|e| e.path.clone()).collect();
     let (index, skipped) = ImageIndex::build(model, preprocessor, &DecodeOptions::default(), &paths, batch_size, progress)?;
-    evaluate_index(model, &classifier, &index, &paths, &labels, &data.classes, skipped)
+    let mut report = evaluate_index(model, &classifier, &index, &paths, &labels, &classes, skipped)?;
+    // Per-class rows only for classes that have images.
+    report.per_class.retain(|c| c.n > 0);
+    Ok(report)
 }
 
 fn evaluate_index(

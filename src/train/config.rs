@@ -138,7 +138,10 @@ impl TrainConfig {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| FlorenceError::Io { path: path.into(), source })?;
         let toml_syntax = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml"));
-        Self::parse(&text, toml_syntax).map_err(|e| FlorenceError::Config(format!("{}: {e}", path.display())))
+        Self::parse(&text, toml_syntax).map_err(|e| match e {
+            FlorenceError::Config(m) => FlorenceError::Config(format!("{}: {m}", path.display())),
+            other => other,
+        })
     }
 
     /// Checks the settings; the error names the field.
@@ -159,11 +162,17 @@ impl TrainConfig {
         if self.keep_checkpoints == 0 {
             return bad("`keep_checkpoints` must be at least 1");
         }
-        if self.max_logit_scale.is_some_and(|m| !(m > 0.0)) {
+        if self.max_logit_scale.is_some_and(|m| m.is_nan() || m <= 0.0) {
             return bad("`max_logit_scale` must be positive");
         }
         if self.eval.as_ref().is_some_and(|e| e.every == 0 || e.batch_size == 0) {
             return bad("`eval.every` and `eval.batch_size` must be at least 1");
+        }
+        if self.precision == Precision::F16 && self.optimizer.eps < 1e-4 {
+            // Burn keeps AdamW's state in the parameters' dtype (there are no f32 master weights):
+            // in f16 an epsilon below ~6e-8 rounds to 0, and a parameter with a zero gradient
+            // (an unused token embedding) then gets 0/0 = NaN.
+            return bad("with `precision = \"f16\"`, `optimizer.eps` must be at least 1e-4: smaller values round to 0 in f16 and AdamW divides by zero");
         }
         self.augment.validate()?;
         self.optimizer.validate()

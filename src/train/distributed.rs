@@ -22,6 +22,7 @@ use std::ops::Range;
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
+use burn::tensor::DType;
 
 use super::grad_cache::{ContrastiveBatch, StepGradients};
 use super::loss::unicl_loss;
@@ -172,9 +173,12 @@ pub fn data_parallel_gradients(replicas: &[Florence], batch: &ContrastiveBatch, 
     // 2. All-gather, and the loss on the full similarity matrix on the first device.
     let u_all = all_gather(us)?.swap_remove(0).without_autodiff().to_device(&main);
     let v_all = all_gather(vs)?.swap_remove(0).without_autodiff().to_device(&main);
-    let u_all = like_model(&replicas[0], u_all).require_grad();
-    let v_all = like_model(&replicas[0], v_all).require_grad();
-    let loss = unicl_loss(u_all.clone(), v_all.clone(), replicas[0].logit_scale.val(), &batch.labels, opts.max_scale)?.total;
+    // The loss is computed in f32 whatever the model's precision (half-precision training).
+    let u_all = like_model(&replicas[0], u_all.cast(DType::F32)).require_grad();
+    let v_all = like_model(&replicas[0], v_all.cast(DType::F32)).require_grad();
+    let scale = replicas[0].logit_scale.val();
+    let scale = if scale.dtype() == DType::F32 { scale } else { scale.cast(DType::F32) };
+    let loss = unicl_loss(u_all.clone(), v_all.clone(), scale, &batch.labels, opts.max_scale)?.total;
     let value = loss.clone().into_scalar::<f32>();
     let mut grads = (loss * opts.loss_weight).backward();
     let missing = || FlorenceError::Input("the model is not in training mode on the autodiff backend: call `model.train()` first".into());
@@ -200,8 +204,8 @@ pub fn data_parallel_gradients(replicas: &[Florence], batch: &ContrastiveBatch, 
                         let t = like_model_ids(model, batch.ids.clone().slice_dim(0, c.clone()).without_autodiff().to_device(&device));
                         let u = model.encode_image(x)?;
                         let v = model.encode_text(t)?;
-                        let gu_k = gu.clone().slice_dim(0, c.clone()).detach().to_device(&device);
-                        let gv_k = gv.clone().slice_dim(0, c).detach().to_device(&device);
+                        let gu_k = gu.clone().slice_dim(0, c.clone()).detach().to_device(&device).cast(u.dtype());
+                        let gv_k = gv.clone().slice_dim(0, c).detach().to_device(&device).cast(v.dtype());
                         let surrogate = (u * gu_k).sum() + (v * gv_k).sum();
                         acc.accumulate(model, GradientsParams::from_grads(surrogate.backward(), model));
                     }

@@ -51,7 +51,7 @@ pub fn unicl_loss(u: Tensor<2>, v: Tensor<2>, logit_scale: Tensor<1>, labels: &[
     if labels.len() != n || n == 0 {
         return Err(FlorenceError::Input(format!("{} labels for a batch of {n} pairs; give one label per pair", labels.len())));
     }
-    let device = u.device();
+    let (device, dtype) = (u.device(), u.dtype());
     let mut scale = logit_scale.exp();
     if let Some(m) = max_scale {
         scale = scale.clamp_max(m);
@@ -69,7 +69,9 @@ pub fn unicl_loss(u: Tensor<2>, v: Tensor<2>, logit_scale: Tensor<1>, labels: &[
             }
         }
     }
-    let rows = Tensor::<2>::from_data(TensorData::new(t, [n, n]), &device);
+    // In the embeddings' dtype: a device configured for half precision would otherwise create it
+    // in f16 next to f32 logits.
+    let rows = Tensor::<2>::from_data(TensorData::new(t, [n, n]), (&device, dtype));
     let cols = rows.clone().transpose();
 
     let i2t = (rows * log_softmax(logits.clone(), 1)).sum_dim(1).mean().neg();

@@ -103,7 +103,10 @@ pub fn plot_metrics(lines: &[MetricsLine], path: &Path) -> Result<()> {
     crate::matrix_file::write_atomic(path, &bytes)
 }
 
-fn panel(img: &mut RgbImage, x0: u32, xs: (f32, f32), ys: (f32, f32), series: &[(&Vec<(f32, f32)>, Rgb<u8>)]) {
+/// A polyline and its colour.
+type Series<'a> = (&'a Vec<(f32, f32)>, Rgb<u8>);
+
+fn panel(img: &mut RgbImage, x0: u32, xs: (f32, f32), ys: (f32, f32), series: &[Series<'_>]) {
     let (left, right, top, bottom) = (x0 + MARGIN + 12, x0 + W - 12, 12, H - MARGIN);
     let grey = Rgb([210, 210, 210]);
     for k in 0..=4 {

@@ -222,7 +222,12 @@ impl Trainer {
             None => Tokenizer::clip()?,
         }
         .with_context_length(model_config.text.context_length);
-        let templates = Templates::parse(&cfg.templates)?;
+        // Template files, like every other path of the config, are relative to its folder.
+        let tpl = |spec: &str| match spec {
+            "imagenet" | "simple" | "none" => Templates::parse(spec),
+            file => Templates::from_file(&at(Path::new(file))),
+        };
+        let templates = tpl(&cfg.templates)?;
         let parts = cfg.data.iter().map(|s| s.load(base)).collect::<Result<Vec<_>>>()?;
         let dataset = Dataset::concat(parts, templates.strings());
         let source = Arc::new(BatchSource {
@@ -237,7 +242,7 @@ impl Trainer {
         });
         source.validate()?;
         let eval = match &cfg.eval {
-            Some(e) => Some((at(&e.folder), Templates::parse(&e.templates)?, e.every, e.batch_size)),
+            Some(e) => Some((at(&e.folder), tpl(&e.templates)?, e.every, e.batch_size)),
             None => None,
         };
         Ok(Self { cfg, base: base.to_path_buf(), output, model_config, devices, model, optim, source, step: 0, pairs_seen: 0, skipped: 0, eval })
@@ -268,7 +273,7 @@ impl Trainer {
         let Some((folder, templates, _, batch)) = &self.eval else { return Ok(None) };
         let model = self.model.valid();
         let pre = Preprocessor::new(self.model_config.preprocess())?;
-        zero_shot_folder(&model, &self.source.tokenizer, &pre, folder, templates, *batch, progress).map(Some)
+        zero_shot_folder(&model, &self.source.tokenizer, &pre, folder, templates, None, *batch, progress).map(Some)
     }
 
     /// Trains until `optimizer.total_steps`, or until step `stop_at` if given (for a run split
@@ -339,7 +344,7 @@ impl Trainer {
                 zero_shot_top5: None,
             };
             if let Some((_, _, every, _)) = &self.eval
-                && (self.step % every == 0 || self.step == end)
+                && (self.step.is_multiple_of(*every) || self.step == end)
             {
                 let report = self.evaluate(&mut Silent)?.expect("eval configured");
                 line.zero_shot_top1 = Some(report.top1);
@@ -353,7 +358,7 @@ impl Trainer {
             ));
             progress.advance(1);
             let every = self.cfg.checkpoint_every;
-            if self.step == end || (every > 0 && self.step % every == 0) {
+            if self.step == end || (every > 0 && self.step.is_multiple_of(every)) {
                 last_ckpt = Some(self.save_checkpoint()?);
                 plot_metrics(&read_metrics(log.path())?, &self.output.join("metrics.png"))?;
             }

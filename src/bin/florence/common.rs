@@ -139,6 +139,11 @@ impl Progress for Bar {
             None => eprintln!("warning: {message}"),
         }
     }
+    fn message(&mut self, message: &str) {
+        if let Some(b) = &self.bar {
+            b.set_message(message.to_string());
+        }
+    }
     fn finish(&mut self) {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();

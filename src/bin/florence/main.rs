@@ -5,7 +5,9 @@ mod classify;
 mod common;
 mod convert;
 mod embed;
+mod evaluate;
 mod retrieval;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +32,13 @@ enum Command {
     Convert(convert::ConvertArgs),
     /// What a checkpoint holds: format, architecture, parameters, dtypes.
     Info(convert::InfoArgs),
+    /// Train or fine-tune with UniCL from a TOML/JSON config.
+    Train(train::TrainArgs),
+    /// Evaluate: zero-shot, linear probe or few-shot accuracy on labelled folders.
+    #[command(subcommand)]
+    Eval(evaluate::EvalCommand),
+    /// Write the synthetic shapes dataset (images with captions, or class folders).
+    Synth(train::SynthArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -41,6 +50,9 @@ fn main() -> std::process::ExitCode {
         Command::Search(a) => retrieval::search(a),
         Command::Convert(a) => convert::convert(a),
         Command::Info(a) => convert::info(a),
+        Command::Train(a) => train::train(a),
+        Command::Eval(c) => evaluate::run(c),
+        Command::Synth(a) => train::synth(a),
     };
     match result {
         Ok(code) => code,
