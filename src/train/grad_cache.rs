@@ -12,9 +12,10 @@
 //!
 //! The result equals [`full_batch_gradients`] up to f32 summation order (tests/grad_cache.rs).
 
-use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 
+use super::distributed::{StepOptions, data_parallel_gradients};
 use super::loss::unicl_loss;
 use crate::error::{FlorenceError, Result};
 use crate::model::Florence;
@@ -64,46 +65,16 @@ pub fn full_batch_gradients(model: &Florence, batch: &ContrastiveBatch, max_scal
     Ok(StepGradients { loss: value, grads: GradientsParams::from_grads(loss.backward(), model) })
 }
 
-/// The same gradients as [`full_batch_gradients`], computed `chunk` pairs at a time.
+/// The same gradients as [`full_batch_gradients`], computed `chunk` pairs at a time: the
+/// single-replica case of [`super::distributed::data_parallel_gradients`], which implements the
+/// three steps above (and runs them over several devices).
 pub fn grad_cache_gradients(
     model: &Florence,
     batch: &ContrastiveBatch,
     chunk: usize,
     max_scale: Option<f32>,
 ) -> Result<StepGradients> {
-    let n = batch.check()?;
-    let chunk = chunk.max(1);
-    let ranges: Vec<std::ops::Range<usize>> = (0..n).step_by(chunk).map(|s| s..(s + chunk).min(n)).collect();
-
-    // 1. Embeddings of the whole batch, no graph.
-    let frozen = model.valid();
-    let mut us = Vec::with_capacity(ranges.len());
-    let mut vs = Vec::with_capacity(ranges.len());
-    for r in &ranges {
-        us.push(frozen.encode_image(batch.images.clone().slice_dim(0, r.clone()).without_autodiff())?);
-        vs.push(frozen.encode_text(batch.ids.clone().slice_dim(0, r.clone()).without_autodiff())?);
-    }
-
-    // 2. Loss on the full similarity matrix; gradients w.r.t. the embeddings (and logit_scale).
-    let u_all = Tensor::cat(us, 0).autodiff().require_grad();
-    let v_all = Tensor::cat(vs, 0).autodiff().require_grad();
-    let loss = unicl_loss(u_all.clone(), v_all.clone(), model.logit_scale.val(), &batch.labels, max_scale)?.total;
-    let value = loss.clone().into_scalar::<f32>();
-    let mut grads = loss.backward();
-    let missing = || FlorenceError::Input("the model is not in training mode on the autodiff backend: call `model.train()` first".into());
-    let gu = u_all.grad_remove(&mut grads).ok_or_else(missing)?;
-    let gv = v_all.grad_remove(&mut grads).ok_or_else(missing)?;
-    let mut acc = GradientsAccumulator::<Florence>::new();
-    acc.accumulate(model, GradientsParams::from_grads(grads, model)); // logit_scale
-
-    // 3. Each sub-batch again, with its graph, backpropagating the cached embedding gradients.
-    for r in &ranges {
-        let u = model.encode_image(batch.images.clone().slice_dim(0, r.clone()).autodiff())?;
-        let v = model.encode_text(batch.ids.clone().slice_dim(0, r.clone()).autodiff())?;
-        let gu_k = gu.clone().slice_dim(0, r.clone()).detach();
-        let gv_k = gv.clone().slice_dim(0, r.clone()).detach();
-        let surrogate = (u * gu_k).sum() + (v * gv_k).sum();
-        acc.accumulate(model, GradientsParams::from_grads(surrogate.backward(), model));
-    }
-    Ok(StepGradients { loss: value, grads: acc.grads() })
+    batch.check()?;
+    let opts = StepOptions { chunk: Some(chunk.max(1)), max_scale, loss_weight: 1.0 };
+    data_parallel_gradients(std::slice::from_ref(model), batch, opts)
 }

@@ -124,7 +124,8 @@ fn panel(img: &mut RgbImage, x0: u32, xs: (f32, f32), ys: (f32, f32), series: &[
         for w in pts.windows(2) {
             line(img, map(w[0]), map(w[1]), *color);
         }
-        for p in pts.iter() {
+        // Markers only where there are few points (evaluations), lines alone for the loss.
+        for p in pts.iter().filter(|_| pts.len() <= 60) {
             let (x, y) = map(*p);
             for dx in -1..=1 {
                 for dy in -1..=1 {
