@@ -9,8 +9,10 @@
 //!
 //! Without `--weights` the model is the bundled shapes model (`assets/shapes/`): a small CoSwin
 //! Florence trained with UniCL on florence's synthetic shapes data, in which the colour-shape
-//! pair of the default image (a red star) never occurred. Ranking it first among all 36 pairs
-//! takes a text tower that composes colour and shape.
+//! pair of the default image (a yellow circle) never occurred: ranking it first among all 36
+//! pairs takes a text tower that composes colour and shape. On held-out pairs the model is right
+//! 33% of the time (chance: 3%), and the right colour is almost always in the top 5
+//! (`assets/shapes/results.json`).
 
 use florence::preprocess::{DecodeOptions, Preprocessor, decode_image_file};
 use florence::progress::Silent;
@@ -23,7 +25,7 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 fn main() -> anyhow::Result<()> {
     let mut weights: Option<String> = None;
     let mut config: Option<String> = None;
-    let mut image = format!("{ROOT}/assets/shapes/images/red_star.png");
+    let mut image = format!("{ROOT}/assets/shapes/images/yellow_circle.png");
     let mut labels = std::fs::read_to_string(format!("{ROOT}/assets/shapes/labels.txt"))?.lines().collect::<Vec<_>>().join(",");
     let mut templates = format!("{ROOT}/assets/shapes/shapes-templates.txt");
     let mut args = std::env::args().skip(1);
@@ -60,7 +62,7 @@ fn main() -> anyhow::Result<()> {
     let preprocessor = Preprocessor::new(config.preprocess())?;
     let pixels = preprocessor.batch(&[decode_image_file(&image, &DecodeOptions::default())?], &device)?;
     let top = classifier.classify(&model, pixels, 5)?.remove(0);
-    println!("{image}");
+    println!("{}", image.strip_prefix(&format!("{ROOT}/")).unwrap_or(&image));
     for p in top {
         println!("  {:>6.2}%  {}", p.probability * 100.0, p.label);
     }

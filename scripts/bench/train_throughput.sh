@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 steps="${1:-3}"
-cargo build --release --example train_throughput
+# The same features as the CLI build, so the release dependencies are shared with it.
+cargo build --release --features cli --example train_throughput
 bin=target/release/examples/train_throughput
 for preset_batch in "tiny 64 16" "coswin-t 16 4"; do
   set -- $preset_batch

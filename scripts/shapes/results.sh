@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Evaluates a shapes model and writes assets/shapes/results.json (what tests/bundled_model.rs
 # checks and README/BENCHMARKS quote). Usage, from anywhere:
-#   scripts/shapes/results.sh [WEIGHTS] [TRAIN_SECONDS]
+#   scripts/shapes/results.sh [WEIGHTS]
 # WEIGHTS defaults to assets/shapes/model.safetensors. Needs python3 for the JSON assembly only.
+# The "training" block of an existing results.json is kept.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 W="${1:-assets/shapes/model.safetensors}"
@@ -19,20 +20,17 @@ $F eval zero-shot -q -w "$W" -c $C --folder "$tmp/held" --labels-file assets/sha
 $F eval zero-shot -q -w "$W" -c $C --folder "$tmp/seen" --labels-file assets/shapes/labels.txt --templates $T --json > "$tmp/seen.json"
 $F eval linear-probe -q -w "$W" -c $C --train "$tmp/ptrain" --test "$tmp/ptest" --c 10 --json > "$tmp/probe.json"
 $F eval few-shot -q -w "$W" -c $C --train "$tmp/ptrain" --test "$tmp/ptest" -k 5 --trials 5 --c 10 --json > "$tmp/few.json"
-python3 - "$tmp" "${2:-}" <<'PY'
+python3 - "$tmp" <<'PY'
 import json, sys
 t = sys.argv[1]
 load = lambda n: json.load(open(f"{t}/{n}.json"))
 held, seen, probe, few = load("held"), load("seen"), load("probe"), load("few")
-metrics = [json.loads(l) for l in open("target/shapes/run/metrics.jsonl")] if __import__("os").path.exists("target/shapes/run/metrics.jsonl") else []
+import os
+old = json.load(open("assets/shapes/results.json")) if os.path.exists("assets/shapes/results.json") else {}
 out = {
     "model": "assets/shapes/model.safetensors (f16), config assets/shapes/config.json",
-    "training": {
-        "command": "florence train --config assets/shapes/train.toml (data: florence synth -o target/shapes/train -n 20000 --split train --seed 0)",
-        "steps": metrics[-1]["step"] if metrics else None,
-        "final_loss": metrics[-1].get("loss") if metrics else None,
-        "seconds": float(sys.argv[2]) if sys.argv[2] else None,
-    },
+    # Written by hand when the model is trained (README "The bundled model"); kept as is here.
+    "training": old.get("training"),
     "zero_shot_templates": "assets/shapes/shapes-templates.txt",
     "candidates": "all 36 colour-shape pairs (assets/shapes/labels.txt)",
     "test_held_out": {"split": "held-out", "seed": 1, "n": held["n"], "top1": held["top1"], "top5": held["top5"],

@@ -58,6 +58,8 @@ impl ImageEncoderConfig {
         };
         let mut layers = Vec::with_capacity(self.num_stages());
         let resolutions = stage_resolutions(self, (self.image_size, self.image_size));
+        // `i` also indexes depths, heads and the stage geometry helpers, not only `resolutions`.
+        #[allow(clippy::needless_range_loop)]
         for i in 0..self.num_stages() {
             let d = self.stage_dim(i);
             let (window, shift) = stage_window(self, i);

@@ -620,10 +620,13 @@ fn lossy_match(b: &[u8], i: usize) -> Option<usize> {
     }
     let hi = |x: Option<u8>| matches!(x, Some(0xa0..=0xaf));
     let lo = |x: Option<u8>| matches!(x, Some(0xb0..=0xbf));
-    if b0 == 0xed && hi(at(1)) && at(3) == Some(0xed) && lo(at(4)) {
-        if (lost(at(2)) && any(at(5))) || (any(at(2)) && lost(at(5))) {
-            return Some(6);
-        }
+    if b0 == 0xed
+        && hi(at(1))
+        && at(3) == Some(0xed)
+        && lo(at(4))
+        && ((lost(at(2)) && any(at(5))) || (any(at(2)) && lost(at(5))))
+    {
+        return Some(6);
     }
     if (0xe0..=0xef).contains(&b0) && ((lost(at(1)) && cont(at(2))) || (cont(at(1)) && lost(at(2))))
     {

@@ -118,14 +118,17 @@ impl Progress for Bar {
         }
         let bar = ProgressBar::new(total as u64);
         let style = if task.starts_with("download") {
-            "{msg} {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})"
+            "{prefix} {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})"
+        } else if task == "train" {
+            // The trainer's message carries loss, learning rate and images/s.
+            "{prefix} {bar:30} {pos}/{len} steps, {msg} (eta {eta})"
         } else {
-            "{msg} {bar:40} {pos}/{len} ({per_sec}, eta {eta})"
+            "{prefix} {bar:40} {pos}/{len} ({per_sec}, eta {eta})"
         };
         if let Ok(s) = ProgressStyle::with_template(style) {
             bar.set_style(s);
         }
-        bar.set_message(task.to_string());
+        bar.set_prefix(task.to_string());
         self.bar = Some(bar);
     }
     fn advance(&mut self, n: usize) {

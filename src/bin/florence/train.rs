@@ -6,9 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use florence::data::synthetic::{Layout, Split, SyntheticConfig, write_dataset};
-use florence::progress::Progress;
 use florence::train::{TrainConfig, Trainer};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
+
+use crate::common::Bar;
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
@@ -26,47 +27,6 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
-/// A training bar: steps, with loss, learning rate and throughput in the message, and ETA.
-struct TrainBar {
-    bar: Option<ProgressBar>,
-    quiet: bool,
-}
-
-impl Progress for TrainBar {
-    fn start(&mut self, task: &str, total: usize) {
-        if self.quiet {
-            return;
-        }
-        let bar = ProgressBar::new(total as u64);
-        if let Ok(s) = ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} steps, {msg} (eta {eta})") {
-            bar.set_style(s);
-        }
-        bar.set_prefix(task.to_string());
-        self.bar = Some(bar);
-    }
-    fn advance(&mut self, n: usize) {
-        if let Some(b) = &self.bar {
-            b.inc(n as u64);
-        }
-    }
-    fn message(&mut self, message: &str) {
-        if let Some(b) = &self.bar {
-            b.set_message(message.to_string());
-        }
-    }
-    fn warn(&mut self, message: &str) {
-        match &self.bar {
-            Some(b) => b.suspend(|| eprintln!("warning: {message}")),
-            None => eprintln!("warning: {message}"),
-        }
-    }
-    fn finish(&mut self) {
-        if let Some(b) = self.bar.take() {
-            b.finish();
-        }
-    }
-}
-
 pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let cfg = TrainConfig::load(&a.config)?;
     let base = a.config.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -78,7 +38,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         trainer.step(),
         trainer.output().display()
     );
-    let mut bar = TrainBar { bar: None, quiet: a.quiet };
+    let mut bar = Bar::new(a.quiet);
     let s = trainer.run(a.stop_at, &mut bar)?;
     println!(
         "step {}: loss {}, {:.1} images/s, {} files skipped",
