@@ -167,7 +167,12 @@ fn bad_runs_are_typed_errors() {
     let mut other = config(&root, "run", 2);
     other.batch_size = 4;
     let e = Trainer::resume(other, &root).err().unwrap().to_string();
-    assert!(e.contains("only `optimizer.total_steps` may change"), "{e}");
+    assert!(e.contains("on resume only `optimizer.total_steps`"), "{e}");
+    // Logging and cadence settings may change on resume.
+    let mut relaxed = config(&root, "run", 3);
+    relaxed.eval = None;
+    relaxed.checkpoint_every = 1;
+    assert_eq!(Trainer::resume(relaxed, &root).unwrap().step(), 2);
     // Resuming where nothing was saved.
     assert!(Trainer::resume(config(&root, "nothing-here", 2), &root).is_err());
     // Missing data.

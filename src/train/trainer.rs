@@ -26,6 +26,7 @@ use burn::tensor::{DType, FloatDType};
 use serde::{Deserialize, Serialize};
 
 use super::config::{Precision, TrainConfig};
+use super::optimizer::OptimizerConfig;
 use super::distributed::{StepOptions, data_parallel_gradients};
 use super::metrics::{MetricsLine, MetricsLog, plot_metrics, read_metrics};
 use crate::config::FlorenceConfig;
@@ -143,13 +144,20 @@ impl Trainer {
         if state.format != STATE_FORMAT {
             return Err(FlorenceError::Config(format!("{}: unknown state format `{}`", ckpt.display(), state.format)));
         }
-        let mut a = state.config.clone();
-        let mut b = cfg.clone();
-        a.optimizer.total_steps = 0;
-        b.optimizer.total_steps = 0;
-        if a != b {
+        // What decides the trained weights must match; the run length and the settings that only
+        // change logging, checkpoint cadence or loading speed may differ.
+        let normalise = |c: &TrainConfig| TrainConfig {
+            optimizer: OptimizerConfig { total_steps: 0, ..c.optimizer.clone() },
+            eval: None,
+            checkpoint_every: 0,
+            keep_checkpoints: 1,
+            workers: 0,
+            prefetch: 0,
+            ..c.clone()
+        };
+        if normalise(&state.config) != normalise(&cfg) {
             return Err(FlorenceError::Config(format!(
-                "the config differs from the one {} was started with; only `optimizer.total_steps` may change on resume",
+                "the config differs from the one {} was started with; on resume only `optimizer.total_steps`, `eval`, `checkpoint_every`, `keep_checkpoints`, `workers` and `prefetch` may change",
                 output.display()
             )));
         }
@@ -172,6 +180,7 @@ impl Trainer {
         let names: Vec<String> =
             if cfg.devices.is_empty() { vec![crate::device::default_name()?] } else { cfg.devices.clone() };
         let mut devices = Vec::with_capacity(names.len());
+        let mut configured: Vec<Device> = Vec::new();
         for name in &names {
             let mut d = device_named(name)?;
             if let Some(dtype) = match cfg.precision {
@@ -183,7 +192,8 @@ impl Trainer {
                     return Err(FlorenceError::Config(format!("device `{name}` does not support {dtype:?}; use `precision = \"f32\"`")));
                 }
                 // The same physical device listed twice is configured once.
-                if !devices.contains(&d) {
+                if !configured.contains(&d) {
+                    configured.push(d.clone());
                     d.configure(dtype).map_err(|e| {
                         FlorenceError::Config(format!(
                             "cannot set {dtype:?} on `{name}` ({e:?}): half precision must be chosen before the device creates any tensor, so train in a fresh process"
