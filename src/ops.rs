@@ -4,6 +4,21 @@ use burn::prelude::*;
 
 use crate::error::{FlorenceError, Result};
 
+/// `f` over `items` on up to `threads` scoped threads (0: all cores), results in item order.
+/// Image decoding and preprocessing use it; a panic in `f` is propagated.
+pub(crate) fn par_map<T: Sync, U: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> U + Sync) -> Vec<U> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = if threads == 0 { cores } else { threads }.min(items.len()).max(1);
+    if threads == 1 {
+        return items.iter().map(&f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items.chunks(chunk).map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<_>>())).collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    })
+}
+
 /// Splits the output of a packed q|k|v projection into per-head tensors.
 ///
 /// `qkv: [B, N, 3 * heads * d]` (q, then k, then v, as PyTorch's `in_proj` and Swin's `qkv`

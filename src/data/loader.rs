@@ -11,7 +11,6 @@
 //! A file that cannot be decoded is left out of its batch and reported in
 //! [`HostBatch::skipped`]; the batch is smaller, never fatal.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
@@ -22,6 +21,7 @@ use super::augment::{AugmentConfig, augment, normalize};
 use super::rng::Rng;
 use super::source::Dataset;
 use crate::error::{FlorenceError, Result};
+use crate::ops::par_map;
 use crate::preprocess::{DecodeOptions, PreprocessConfig, decode_image_file};
 use crate::retrieval::Skipped;
 use crate::text::tokenizer::Tokenizer;
@@ -179,20 +179,6 @@ impl BatchSource {
     }
 }
 
-/// `f` over `items` on up to `workers` scoped threads (0: all cores), results in order.
-fn par_map<T: Sync, U: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> U + Sync) -> Vec<U> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = if workers == 0 { cores } else { workers }.min(items.len()).max(1);
-    if threads == 1 {
-        return items.iter().map(&f).collect();
-    }
-    let chunk = items.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items.chunks(chunk).map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<_>>())).collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
-    })
-}
-
 /// Batches `first, first + 1, ...` prepared on a background thread, `prefetch` ahead.
 pub struct Loader {
     rx: Option<Receiver<Result<HostBatch>>>,
@@ -234,9 +220,4 @@ impl Drop for Loader {
             let _ = h.join();
         }
     }
-}
-
-/// The image files of a dataset, for callers that only need paths.
-pub fn example_paths(dataset: &Dataset) -> Vec<PathBuf> {
-    dataset.examples.iter().map(|e| e.path.clone()).collect()
 }

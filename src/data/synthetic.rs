@@ -27,6 +27,8 @@ use std::path::Path;
 use ::image::{ImageFormat, RgbImage};
 use serde::{Deserialize, Serialize};
 
+use super::rng::{Rng, mix64};
+
 /// The drawn shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -479,17 +481,12 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Randomness
 
-/// SplitMix64 (Steele, Lea & Flood 2014): tiny, fast, and good enough for data generation.
-struct SplitMix64(u64);
+/// The draws of one sample, on the crate's SplitMix64 core ([`super::rng::Rng`]); the derived
+/// draws below are this generator's own (53-bit floats, 32-bit multiply-high bounds), kept so the
+/// data stays bit-identical to what the bundled model was trained on.
+struct SplitMix64(Rng);
 
 const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
-
-/// The SplitMix64 output function: a bijective 64-bit mixer.
-fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 /// Seed of sample `index` of `split`: distinct indices (and splits) give distinct streams.
 fn sample_seed(seed: u64, split: Split, index: u64) -> u64 {
@@ -499,12 +496,11 @@ fn sample_seed(seed: u64, split: Split, index: u64) -> u64 {
 
 impl SplitMix64 {
     fn new(seed: u64) -> Self {
-        SplitMix64(seed)
+        SplitMix64(Rng::new(seed))
     }
 
     fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(GOLDEN_GAMMA);
-        mix64(self.0)
+        self.0.next_u64()
     }
 
     /// Uniform in `[0, 1)` with 53 bits.

@@ -34,6 +34,8 @@
 
 use std::fmt::Write as _;
 
+use crate::data::rng::Rng;
+
 /// Hyper-parameters of [`LogisticRegression::fit`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeConfig {
@@ -282,7 +284,7 @@ pub fn few_shot_indices(
     if !short.is_empty() {
         return Err(format!("{k}-shot subset impossible: {short} examples"));
     }
-    let mut rng = SplitMix64(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut out = Vec::with_capacity(k * classes);
     for mut idx in by_class {
         for i in (1..idx.len()).rev() {
@@ -703,16 +705,16 @@ fn cubic_min(a: f64, fa: f64, ga: f64, b: f64, fb: f64, gb: f64) -> Option<f64> 
 // ----------------------------------------------------------------------------------------------
 // Helpers.
 
-/// SplitMix64 (Steele, Lea & Flood 2014), as in Java's `SplittableRandom`.
-struct SplitMix64(u64);
+/// The crate's SplitMix64 ([`crate::data::rng::Rng`]) with an exactly unbiased bounded draw.
+struct SplitMix64(Rng);
 
 impl SplitMix64 {
+    fn new(seed: u64) -> Self {
+        SplitMix64(Rng::new(seed))
+    }
+
     fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in `0..bound` (`bound > 0`), without modulo bias (Lemire's method).
@@ -809,7 +811,7 @@ mod tests {
         spread: f64,
         seed: u64,
     ) -> (Vec<f32>, Vec<usize>) {
-        let mut rng = SplitMix64(seed);
+        let mut rng = SplitMix64::new(seed);
         let mut unit = move || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         let centers: Vec<f64> = (0..classes * dim).map(|_| 4.0 * (unit() - 0.5)).collect();
         let (mut x, mut y) = (Vec::new(), Vec::new());
@@ -874,7 +876,7 @@ mod tests {
             classes,
             lambda: 1.0 / (0.7 * n as f64),
         };
-        let mut rng = SplitMix64(9);
+        let mut rng = SplitMix64::new(9);
         let theta: Vec<f64> = (0..problem.n_params())
             .map(|_| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 - 0.5)
             .collect();
@@ -988,7 +990,7 @@ mod tests {
     #[test]
     fn splitmix64_reference_values() {
         // First outputs for seed 1234567 from the reference C implementation (Vigna).
-        let mut rng = SplitMix64(1234567);
+        let mut rng = SplitMix64::new(1234567);
         assert_eq!(rng.next_u64(), 6457827717110365317);
         assert_eq!(rng.next_u64(), 3203168211198807973);
     }

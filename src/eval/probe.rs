@@ -39,7 +39,17 @@ pub fn folder_features(
     batch_size: usize,
     progress: &mut dyn Progress,
 ) -> Result<FolderFeatures> {
-    let data = Dataset::image_folder(folder)?;
+    embed_dataset(model, preprocessor, Dataset::image_folder(folder)?, batch_size, progress)
+}
+
+/// Embeds every image of an image-label dataset (as [`Dataset::image_folder`] reads it).
+pub(crate) fn embed_dataset(
+    model: &Florence,
+    preprocessor: &Preprocessor,
+    data: Dataset,
+    batch_size: usize,
+    progress: &mut dyn Progress,
+) -> Result<FolderFeatures> {
     let paths: Vec<_> = data.examples.iter().map(|e| e.path.clone()).collect();
     let (index, skipped) = ImageIndex::build(model, preprocessor, &DecodeOptions::default(), &paths, batch_size, progress)?;
     let label_of: std::collections::HashMap<&Path, usize> = data

@@ -9,9 +9,10 @@ use serde::Serialize;
 use crate::data::Dataset;
 use crate::error::{FlorenceError, Result};
 use crate::model::Florence;
-use crate::preprocess::{DecodeOptions, Preprocessor};
+use crate::preprocess::Preprocessor;
 use crate::progress::Progress;
-use crate::retrieval::{ImageIndex, Skipped};
+use crate::retrieval::Skipped;
+use super::probe::embed_dataset;
 use crate::text::tokenizer::Tokenizer;
 use crate::zeroshot::{Templates, ZeroShotClassifier};
 
@@ -83,56 +84,20 @@ pub fn zero_shot_folder(
             })
         })
         .collect::<Result<_>>()?;
-    let labels: Vec<usize> = data
-        .examples
-        .iter()
-        .map(|e| match e.target {
-            crate::data::Target::Class(k) => map[k],
-            crate::data::Target::Caption(_) => unreachable!("image_folder yields classes"),
-        })
-        .collect();
     let classifier = ZeroShotClassifier::build(model, tokenizer, &classes, templates, batch_size.max(1), progress)?;
-    let paths: Vec<_> = data.examples.iter().map(|e| e.path.clone()).collect();
-    let (index, skipped) = ImageIndex::build(model, preprocessor, &DecodeOptions::default(), &paths, batch_size, progress)?;
-    let mut report = evaluate_index(model, &classifier, &index, &paths, &labels, &classes, skipped)?;
-    // Per-class rows only for classes that have images.
-    report.per_class.retain(|c| c.n > 0);
-    Ok(report)
-}
-
-fn evaluate_index(
-    model: &Florence,
-    classifier: &ZeroShotClassifier,
-    index: &ImageIndex,
-    paths: &[std::path::PathBuf],
-    labels: &[usize],
-    classes: &[String],
-    skipped: Vec<Skipped>,
-) -> Result<ZeroShotReport> {
-    if index.is_empty() {
+    let feats = embed_dataset(model, preprocessor, data, batch_size, progress)?;
+    if feats.labels.is_empty() {
         return Err(FlorenceError::Input("no image of the evaluation folder could be decoded".into()));
     }
-    let device = model.logit_scale.val().device();
-    let n = index.len();
-    let u = Tensor::<2>::from_data(
-        TensorData::new((0..n).flat_map(|i| index.embedding(i).to_vec()).collect::<Vec<f32>>(), [n, index.dim()]),
-        &device,
-    );
+    let n = feats.labels.len();
+    let u = Tensor::<2>::from_data(TensorData::new(feats.features, [n, feats.dim]), &model.logit_scale.val().device());
     let scores = crate::ops::to_vec_f32(classifier.logits(model, u)?)?;
     let c = classes.len();
-    // The index keeps the kept files in input order; map them back to their labels.
-    let mut truth = Vec::with_capacity(n);
-    let mut j = 0;
-    for p in index.paths() {
-        while paths[j] != *p {
-            j += 1;
-        }
-        truth.push(labels[j]);
-        j += 1;
-    }
+    let truth: Vec<usize> = feats.labels.iter().map(|&k| map[k]).collect();
     let hit1 = top_k_hits(&scores, c, &truth, 1);
     let hit5 = top_k_hits(&scores, c, &truth, 5);
     let frac = |h: &[bool]| h.iter().filter(|&&x| x).count() as f32 / h.len().max(1) as f32;
+    // Per-class rows only for classes that have images.
     let per_class = classes
         .iter()
         .enumerate()
@@ -140,8 +105,9 @@ fn evaluate_index(
             let rows: Vec<bool> = truth.iter().zip(&hit1).filter(|(t, _)| **t == k).map(|(_, h)| *h).collect();
             ClassAccuracy { class: name.clone(), n: rows.len(), top1: frac(&rows) }
         })
+        .filter(|a| a.n > 0)
         .collect();
-    Ok(ZeroShotReport { n, classes: c, top1: frac(&hit1), top5: frac(&hit5), per_class, skipped })
+    Ok(ZeroShotReport { n, classes: c, top1: frac(&hit1), top5: frac(&hit5), per_class, skipped: feats.skipped })
 }
 
 #[cfg(test)]

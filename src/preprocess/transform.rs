@@ -9,6 +9,7 @@ use super::config::PreprocessConfig;
 use super::decode::{DecodeOptions, decode_image_file};
 use super::resize::resize_center_crop;
 use crate::error::{FlorenceError, Result};
+use crate::ops::par_map;
 
 /// Turns decoded RGB images into normalised model inputs.
 #[derive(Debug, Clone)]
@@ -79,7 +80,7 @@ impl Preprocessor {
             let (w, h) = imgs[i].dimensions();
             return Err(FlorenceError::Input(format!("image {i} of the batch is {w}x{h}: it has no pixels")));
         }
-        let per_image = par_map(imgs, |img| Ok(self.preprocess(img)))?;
+        let per_image = par_map(imgs, 0, |img| self.preprocess(img));
         Ok(self.to_tensor(per_image, device))
     }
 
@@ -89,7 +90,10 @@ impl Preprocessor {
         if paths.is_empty() {
             return Err(FlorenceError::Input("an image batch needs at least one image file".into()));
         }
-        let per_image = par_map(paths, |p| Ok(self.preprocess(&decode_image_file(p, &self.decode)?)))?;
+        // All cores; the first file (in order) that fails is the error.
+        let per_image = par_map(paths, 0, |p| Ok(self.preprocess(&decode_image_file(p, &self.decode)?)))
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?;
         Ok(self.to_tensor(per_image, device))
     }
 
@@ -98,25 +102,4 @@ impl Preprocessor {
         let data: Vec<f32> = per_image.into_iter().flatten().collect();
         Tensor::from_data(TensorData::new(data, [b, 3, s, s]), device)
     }
-}
-
-/// `f` over `items` on up to `available_parallelism` scoped threads, results in order; the
-/// first error (in item order) is returned.
-fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> Result<U> + Sync) -> Result<Vec<U>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len());
-    if threads <= 1 {
-        return items.iter().map(&f).collect();
-    }
-    let chunk = items.len().div_ceil(threads);
-    let results: Vec<Vec<Result<U>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| {
-                let f = &f;
-                scope.spawn(move || part.iter().map(f).collect::<Vec<_>>())
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
-    });
-    results.into_iter().flatten().collect()
 }

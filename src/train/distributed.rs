@@ -15,7 +15,7 @@
 //! each replica re-runs its shard with its graph and backpropagates its slice of the embedding
 //! gradients (the gradient-cache construction, so the sub-batch size is free too), and the
 //! parameter gradients are all-reduced onto the first device. The result is the full-batch
-//! gradient, whatever the number of replicas (tests/distributed.rs).
+//! gradient, whatever the number of replicas (tests/grad_cache.rs).
 
 use std::ops::Range;
 
@@ -100,12 +100,13 @@ impl Default for StepOptions {
     }
 }
 
-/// Puts `t` on the autodiff graph with the same gradient-checkpointing strategy as `model`'s
-/// parameters (operands of one op must share a strategy).
+/// The gradient-checkpointing strategy of `model`'s parameters (`None` off the autodiff graph).
 fn strategy(model: &Florence) -> Option<burn::tensor::GradientCheckpointingStrategy> {
     model.logit_scale.val().gradient_checkpointing_strategy()
 }
 
+/// Puts `t` on the autodiff graph with the same strategy as `model`'s parameters (operands of
+/// one op must share a strategy). `like_model_ids` is the same for token ids.
 fn like_model<const D: usize>(model: &Florence, t: Tensor<D>) -> Tensor<D> {
     match strategy(model) {
         Some(s) => t.autodiff().with_gradient_checkpointing_strategy(s),
@@ -125,18 +126,10 @@ fn like_model_ids(model: &Florence, t: Tensor<2, Int>) -> Tensor<2, Int> {
 /// training mode, e.g. `model.clone().fork(&device)`). Equal to full-batch backpropagation up to
 /// summation order, for any number of replicas and any `chunk`.
 pub fn data_parallel_gradients(replicas: &[Florence], batch: &ContrastiveBatch, opts: StepOptions) -> Result<StepGradients> {
-    let n = batch.images.dims()[0];
     if replicas.is_empty() {
         return Err(FlorenceError::Input("data-parallel training needs at least one replica".into()));
     }
-    if batch.ids.dims()[0] != n || batch.labels.len() != n || n == 0 {
-        return Err(FlorenceError::Input(format!(
-            "a batch needs as many images, token rows and labels as pairs: {} images, {} texts, {} labels",
-            n,
-            batch.ids.dims()[0],
-            batch.labels.len()
-        )));
-    }
+    let n = batch.check()?;
     let shards: Vec<(usize, Range<usize>)> =
         shard_ranges(n, replicas.len()).into_iter().enumerate().filter(|(_, r)| !r.is_empty()).collect();
     let chunks = |r: &Range<usize>| -> Vec<Range<usize>> {

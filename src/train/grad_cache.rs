@@ -32,7 +32,8 @@ pub struct ContrastiveBatch {
 }
 
 impl ContrastiveBatch {
-    fn check(&self) -> Result<usize> {
+    /// The number of pairs; an error when images, token rows and labels disagree or are empty.
+    pub(crate) fn check(&self) -> Result<usize> {
         let n = self.images.dims()[0];
         if self.ids.dims()[0] != n || self.labels.len() != n || n == 0 {
             return Err(FlorenceError::Input(format!(
@@ -74,7 +75,6 @@ pub fn grad_cache_gradients(
     chunk: usize,
     max_scale: Option<f32>,
 ) -> Result<StepGradients> {
-    batch.check()?;
     let opts = StepOptions { chunk: Some(chunk.max(1)), max_scale, loss_weight: 1.0 };
     data_parallel_gradients(std::slice::from_ref(model), batch, opts)
 }
