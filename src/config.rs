@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::attention::AttentionKind;
 use crate::error::{FlorenceError, Result};
 
 /// How the image is turned into tokens and how stages are downsampled.
@@ -55,6 +56,14 @@ pub struct ImageEncoderConfig {
     /// LayerNorm epsilon (PyTorch's default, 1e-5, in Swin and CvT).
     #[serde(default = "default_image_eps")]
     pub layer_norm_eps: f64,
+    /// Window attention implementation: `fused` (default; CubeCL kernels on GPU backends) or
+    /// `reference` (plain tensor ops). Not a property of the weights; omitted when default.
+    #[serde(default, skip_serializing_if = "is_default_attention")]
+    pub attention: AttentionKind,
+}
+
+fn is_default_attention(kind: &AttentionKind) -> bool {
+    *kind == AttentionKind::default()
 }
 
 /// The CLIP-style text transformer of UniCL.
@@ -147,6 +156,7 @@ impl ImageEncoderConfig {
             qkv_bias: true,
             embedding: EmbeddingKind::Patch,
             layer_norm_eps: 1e-5,
+            attention: AttentionKind::Fused,
         }
     }
 

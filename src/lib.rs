@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod attention;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

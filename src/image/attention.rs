@@ -3,10 +3,9 @@
 use burn::module::Param;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
 
 use super::geometry::relative_position_index;
-use crate::ops::{merge_heads, split_qkv};
+use crate::attention::{AttentionKind, combined_bias, window_attention};
 
 /// Attention inside `wh x ww` windows. Field names follow the checkpoint keys
 /// (`attn.qkv`, `attn.proj`, `attn.relative_position_bias_table`).
@@ -24,6 +23,9 @@ pub struct WindowAttention {
     pub num_heads: usize,
     /// Window height and width.
     pub window: (usize, usize),
+    /// Fused kernel or reference tensor ops (a runtime choice, not a weight).
+    #[module(skip)]
+    pub attention: AttentionKind,
 }
 
 impl WindowAttention {
@@ -40,6 +42,7 @@ impl WindowAttention {
             relative_position_index: Tensor::from_data(TensorData::new(index, [n]), device),
             num_heads: heads,
             window,
+            attention: AttentionKind::default(),
         }
     }
 
@@ -55,18 +58,14 @@ impl WindowAttention {
     }
 
     /// `x: [B * nW, N, D]`, `mask: [nW, N, N]` (additive, for shifted windows) -> `[B * nW, N, D]`.
+    ///
+    /// timm's `softmax(q * head_dim^-0.5 @ k^T + bias + mask) @ v`, computed by
+    /// [`window_attention`] from the packed `qkv` projection with the bias and mask summed once
+    /// per block (`[1 or nW, heads, N, N]`, independent of the batch).
     pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<3>>) -> Tensor<3> {
-        let [bn, n, d] = x.dims();
-        let (h, hd) = (self.num_heads, d / self.num_heads);
-        let [q, k, v] = split_qkv(self.qkv.forward(x), h); // each [B*nW, heads, N, hd]
-        // Swin scales q before the product (head_dim^-0.5).
-        let q = q.mul_scalar((hd as f64).powf(-0.5));
-        let mut attn = q.matmul(k.swap_dims(2, 3)) + self.relative_position_bias().unsqueeze_dim::<4>(0);
-        if let Some(mask) = mask {
-            let nw = mask.dims()[0];
-            attn = (attn.reshape([bn / nw, nw, h, n, n]) + mask.unsqueeze_dim::<4>(1).unsqueeze_dim::<5>(0))
-                .reshape([bn, h, n, n]);
-        }
-        self.proj.forward(merge_heads(softmax(attn, 3).matmul(v)))
+        let d = x.dims()[2];
+        let scale = ((d / self.num_heads) as f64).powf(-0.5);
+        let bias = combined_bias(self.relative_position_bias(), mask);
+        self.proj.forward(window_attention(self.qkv.forward(x), bias, self.num_heads, scale, self.attention))
     }
 }

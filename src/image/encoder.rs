@@ -8,6 +8,7 @@ use super::embed::ConvEmbed;
 use super::geometry::{stage_resolutions, stage_window, stem_resolution};
 use super::merge::PatchMerging;
 use super::stage::{Downsample, Stage};
+use crate::attention::AttentionKind;
 use crate::config::{EmbeddingKind, ImageEncoderConfig};
 use crate::error::{FlorenceError, Result};
 
@@ -66,7 +67,9 @@ impl ImageEncoderConfig {
             let blocks = (0..self.depths[i])
                 .map(|j| {
                     let s = if j % 2 == 1 { shift } else { (0, 0) };
-                    SwinBlock::new(d, self.num_heads[i], window, s, self.mlp_ratio, self.qkv_bias, eps, device)
+                    let mut block = SwinBlock::new(d, self.num_heads[i], window, s, self.mlp_ratio, self.qkv_bias, eps, device);
+                    block.attn.attention = self.attention;
+                    block
                 })
                 .collect();
             let downsample = (i + 1 < self.num_stages()).then(|| match self.embedding {
@@ -94,6 +97,17 @@ impl ImageEncoderConfig {
 }
 
 impl ImageEncoder {
+    /// Switches every block's window attention between the fused op and the reference ops
+    /// (weights are untouched).
+    pub fn with_attention(mut self, kind: AttentionKind) -> Self {
+        for stage in &mut self.layers {
+            for block in &mut stage.blocks {
+                block.attn.attention = kind;
+            }
+        }
+        self
+    }
+
     fn check_input(&self, images: &Tensor<4>) -> Result<()> {
         let [b, c, h, w] = images.dims();
         if b == 0 {

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Fused window attention on a GPU machine (one NVIDIA H100/H200, no network, PyTorch and timm
+# installed, no Rust toolchain): runs the prebuilt `gpu_attention` example (parity on the GPU,
+# kernel and unicl-swin-b tower timings) on wgpu and on vulkan, then the PyTorch baseline on the
+# same card, and prints one table.
+#
+# Prepare here (the example binary is built on a machine with Rust, and carried):
+#   scripts/gpu/build.sh            # release build, wgpu + vulkan, stripped into .carry/
+# Run there (device tool: carry .carry and .gl, see the device README for .gl):
+#   for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig; scripts/gpu/run.sh [batch] [iters]
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+batch="${1:-64}"
+iters="${2:-20}"
+out="${OUT:-/tmp}/gpu_attention.jsonl"
+: > "$out"
+bin=.carry/gpu_attention
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | sed 's/^/card: /'
+if ! ldconfig -p | grep -q libvulkan; then
+  echo "no Vulkan loader: unpack .gl/*.deb first (device README)"
+fi
+if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
+  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+fi
+status=0
+for backend in wgpu vulkan; do
+  echo "== florence on $backend"
+  timeout 240 "$bin" --backend "$backend" --batch "$batch" --iters "$iters" --json "/tmp/$backend.jsonl" || {
+    echo "florence on $backend: exit $?"; status=1; }
+  cat "/tmp/$backend.jsonl" >> "$out" 2>/dev/null
+done
+echo "== PyTorch"
+PYTHONUNBUFFERED=1 timeout 240 python3 scripts/gpu/torch_attention.py --batch "$batch" --iters "$iters" | tee -a "$out" || status=1
+python3 scripts/gpu/table.py "$out"
+exit $status
