@@ -101,15 +101,15 @@ impl Case {
 fn cases() -> Vec<Case> {
     let c = |batch, window, grid, heads, hd, shifted| Case { batch, window, grid, heads, hd, shifted };
     let mut v = vec![c(3, (7, 7), (2, 2), 3, 32, true), c(1, (12, 12), (1, 2), 2, 16, false)];
-    if !on_gpu_backend() {
+    if on_gpu_backend() {
+        v.push(c(1, (8, 49), (1, 1), 1, 32, false));
+    } else {
         v.extend([
             c(5, (7, 7), (1, 1), 4, 32, false),
             c(3, (4, 4), (2, 3), 2, 12, true),
             c(2, (12, 12), (2, 2), 1, 32, true),
             c(1, (8, 49), (1, 1), 2, 16, false),
         ]);
-    } else {
-        v.push(c(1, (8, 49), (1, 1), 1, 32, false));
     }
     v
 }
@@ -162,6 +162,12 @@ fn fused_gradients_match_reference() {
 /// `WindowAttention::relative_position_bias`, and the mask (a constant) gets none.
 #[test]
 fn bias_gradient_flows_to_the_table() {
+    if on_gpu_backend() {
+        // A property of the module's autodiff graph, not of the kernels (covered above);
+        // it costs a minute of shader compilation on lavapipe.
+        eprintln!("skipped on a GPU backend");
+        return;
+    }
     let dev = device().autodiff();
     let mut rng = Rng::new(seed());
     let case = Case { batch: 2, window: (4, 4), grid: (1, 2), heads: 2, hd: 16, shifted: true };
@@ -187,7 +193,7 @@ fn fused_forward_in_f16() {
         return;
     }
     let mut rng = Rng::new(seed());
-    for case in cases().into_iter().take(2) {
+    for case in cases().into_iter().take(if on_gpu_backend() { 1 } else { 2 }) {
         let (qkv, bias) = case.inputs(&mut rng, &dev);
         let want = window_attention_reference(qkv.clone(), bias.clone(), case.heads, case.scale());
         let (qkv16, bias16) = (qkv.cast(DType::F16), bias.cast(DType::F16));

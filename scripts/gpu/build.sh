@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 grep -qx '/.carry/' .git/info/exclude || echo '/.carry/' >> .git/info/exclude
-cargo build --release --no-default-features --features wgpu,vulkan --example gpu_attention
+cargo build --release --no-default-features --features flex,wgpu,vulkan --example gpu_attention
 mkdir -p .carry
 strip -o .carry/gpu_attention target/release/examples/gpu_attention
 ls -la .carry
