@@ -18,7 +18,8 @@
 
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use burn::tensor::module::{AttentionModuleOptions, attention};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use florence::attention::{AttentionKind, combined_bias, window_attention};
 use florence::ops::split_qkv;

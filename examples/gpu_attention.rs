@@ -14,7 +14,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
-use burn::tensor::module::{AttentionModuleOptions, attention};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{DType, Distribution};
 use florence::FlorenceConfig;
 use florence::attention::{AttentionKind, combined_bias, window_attention, window_attention_reference};

@@ -11,7 +11,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 batch="${1:-64}"
-iters="${2:-20}"
+iters="${2:-10}"
 out="${OUT:-/tmp}/gpu_attention.jsonl"
 : > "$out"
 bin=.carry/gpu_attention
@@ -23,13 +23,16 @@ if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f /usr/local/nvidia/share/vulkan/icd.d/nv
   export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 fi
 status=0
-for backend in wgpu vulkan; do
-  echo "== florence on $backend"
-  timeout 240 "$bin" --backend "$backend" --batch "$batch" --iters "$iters" --json "/tmp/$backend.jsonl" || {
-    echo "florence on $backend: exit $?"; status=1; }
-  cat "/tmp/$backend.jsonl" >> "$out" 2>/dev/null
-done
+# wgpu first (the main target), then the PyTorch baseline, then vulkan (SPIR-V; optional).
+florence() {
+  echo "== florence on $1"
+  timeout "$2" "$bin" --backend "$1" --batch "$batch" --iters "$iters" --json "/tmp/$1.jsonl" || {
+    echo "florence on $1: exit $?"; status=1; }
+  cat "/tmp/$1.jsonl" >> "$out" 2>/dev/null
+}
+florence wgpu 170
 echo "== PyTorch"
-PYTHONUNBUFFERED=1 timeout 240 python3 scripts/gpu/torch_attention.py --batch "$batch" --iters "$iters" | tee -a "$out" || status=1
+PYTHONUNBUFFERED=1 timeout 120 python3 scripts/gpu/torch_attention.py --batch "$batch" --iters "$iters" | tee -a "$out" || status=1
+florence vulkan 120
 python3 scripts/gpu/table.py "$out"
 exit $status
