@@ -205,6 +205,34 @@ fn fused_forward_in_f16() {
     }
 }
 
+/// f16 gradients: both paths' gradients in f16 against the f32 reference gradients.
+#[test]
+fn fused_gradients_in_f16() {
+    let plain = device();
+    if !plain.supports_dtype(DType::F16) {
+        eprintln!("skipped: this device has no f16");
+        return;
+    }
+    let dev = plain.autodiff();
+    let mut rng = Rng::new(seed());
+    let case = cases()[0];
+    let (qkv, bias) = case.inputs(&mut rng, &dev);
+    let upstream = random(&mut rng, [case.windows(), case.tokens(), case.heads * case.hd], 1.0, &dev);
+    let grads = |kind: AttentionKind, dtype: DType| {
+        let x = qkv.clone().cast(dtype).require_grad();
+        let b = bias.clone().cast(dtype).require_grad();
+        let out = window_attention(x.clone(), b.clone(), case.heads, case.scale(), kind);
+        let g = (out.cast(DType::F32) * upstream.clone()).sum().backward();
+        (x.grad(&g).expect("qkv gradient").cast(DType::F32), b.grad(&g).expect("bias gradient").cast(DType::F32))
+    };
+    let (wq, wb) = grads(AttentionKind::Reference, DType::F32);
+    for kind in [AttentionKind::Fused, AttentionKind::Reference] {
+        let (q, b) = grads(kind, DType::F16);
+        rel_err(&format!("f16 d qkv {kind:?}"), q, wq.clone(), F16_REL);
+        rel_err(&format!("f16 d bias {kind:?}"), b, wb.clone(), F16_REL);
+    }
+}
+
 /// A whole tiny CoSwin image tower gives the same embeddings with the fused and the reference
 /// attention (shifted and unshifted blocks, windows clamped at the last stage).
 #[test]
