@@ -8,7 +8,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use common::{device, fixture_path};
+use common::{device, fixture_path, replica_device};
 use florence::train::{
     ContrastiveBatch, StepOptions, all_gather, all_reduce_sum, data_parallel_gradients, full_batch_gradients, grad_cache_gradients,
 };
@@ -91,11 +91,12 @@ fn grad_cache_equals_full_batch_gradients() {
     assert!(grad_cache_gradients(&model, &bad, 2, None).is_err());
 }
 
-/// Data parallelism over several replicas (Burn's flex backend has a single device, so the
-/// replicas are forks of the model on it, each with its own autodiff graph, run on their own
-/// threads): the all-gathered loss and the all-reduced gradients equal full-batch
+/// Data parallelism over several replicas, each a fork of the model with its own autodiff graph
+/// on its own thread: the all-gathered loss and the reduced gradients equal full-batch
 /// backpropagation, for 2 and 3 replicas (3 does not divide the batch of 7), with and without
-/// the gradient cache inside each replica.
+/// the gradient cache inside each replica. Replica 0 is on the test device and the others on
+/// [`common::replica_device`]: on flex, which has one device, the same one; in CI's wgpu run,
+/// a second wgpu device (`wgpu:cpu`), so the all-gather and the gradient reduction cross devices.
 #[test]
 fn data_parallel_equals_full_batch_gradients() {
     let plain = device();
@@ -103,10 +104,11 @@ fn data_parallel_equals_full_batch_gradients() {
     let model: Florence = Florence::load(&config, fixture_path("tiny_swin.safetensors"), &plain).unwrap().train();
     let batch = tiny_batch(&plain);
     let full = full_batch_gradients(&model, &batch, None).unwrap();
-    let train_device = model.devices()[0].clone();
+    let other = replica_device().autodiff();
+    eprintln!("replica devices: {:?}, then {:?}", model.devices()[0], other);
     for (replicas, chunk) in [(2usize, None), (3, Some(2))] {
         let reps: Vec<Florence> =
-            (0..replicas).map(|i| if i == 0 { model.clone() } else { model.clone().fork(&train_device) }).collect();
+            (0..replicas).map(|i| if i == 0 { model.clone() } else { model.clone().fork(&other) }).collect();
         let dp = data_parallel_gradients(&reps, &batch, StepOptions { chunk, ..Default::default() }).unwrap();
         assert!((dp.loss - full.loss).abs() < 1e-5, "loss {} vs {}", dp.loss, full.loss);
         let worst = compare(&model, &dp.grads, &full.grads);
@@ -152,21 +154,25 @@ fn flat_grads(model: &Florence, g: &GradientsParams) -> Vec<f32> {
     f.1
 }
 
+/// The collectives, with parts on the test device and on [`common::replica_device`] (two
+/// devices in CI's wgpu run): every result lands on its part's device.
 #[test]
 fn all_gather_and_all_reduce() {
-    let d = device();
+    let (d, e) = (device(), replica_device());
     let parts = vec![
         Tensor::<2>::from_floats([[1.0, 2.0], [3.0, 4.0]], &d),
-        Tensor::<2>::from_floats([[5.0, 6.0]], &d),
+        Tensor::<2>::from_floats([[5.0, 6.0]], &e),
         Tensor::<2>::from_floats([[7.0, 8.0], [9.0, 10.0], [11.0, 12.0]], &d),
     ];
     let gathered = all_gather(parts).unwrap();
     assert_eq!(gathered.len(), 3);
-    for g in gathered {
+    for (g, want) in gathered.into_iter().zip([&d, &e, &d]) {
+        assert_eq!(&g.device(), want);
         assert_eq!(g.dims(), [6, 2]);
         assert_eq!(g.into_data().iter::<f32>().collect::<Vec<_>>(), (1..=12).map(|x| x as f32).collect::<Vec<_>>());
     }
-    let sums = all_reduce_sum(vec![Tensor::<1>::from_floats([1.0, 2.0], &d), Tensor::<1>::from_floats([10.0, 20.0], &d)]).unwrap();
+    let sums = all_reduce_sum(vec![Tensor::<1>::from_floats([1.0, 2.0], &d), Tensor::<1>::from_floats([10.0, 20.0], &e)]).unwrap();
+    assert_eq!(sums[1].device(), e);
     assert!(sums.iter().all(|s| s.clone().into_data().iter::<f32>().collect::<Vec<_>>() == vec![11.0, 22.0]));
     assert!(all_gather(vec![]).is_err());
     assert!(all_gather(vec![Tensor::<2>::zeros([1, 2], &d), Tensor::<2>::zeros([1, 3], &d)]).is_err());

@@ -17,7 +17,9 @@ pub enum Precision {
     F32,
     /// f16 parameters and activations (flex: native; wgpu: needs `shader-f16`).
     F16,
-    /// bf16 parameters and activations (CUDA, Metal with MSL 3.2; flex emulates through f32).
+    /// bf16 parameters and activations (flex: native; CUDA; Metal with MSL 3.2). With no f32
+    /// master weights, updates below half an ulp are lost: parameters near 1 (norm gains, the
+    /// logit scale) do not move at lr 1e-3.
     Bf16,
 }
 
@@ -100,8 +102,9 @@ pub struct TrainConfig {
     /// Burn's balanced gradient checkpointing (recompute memory-bound activations in backward).
     #[serde(default)]
     pub gradient_checkpointing: bool,
-    /// Backends to train on at once (data parallel, e.g. `["cuda", "cuda:1"]` or `["flex",
-    /// "flex"]`); the default device when empty.
+    /// Devices to train on at once (data parallel, e.g. `["cuda:0", "cuda:1"]`, `["wgpu:0",
+    /// "wgpu:1"]` or `["flex", "flex"]`; names as `device::parse_device_name` reads them); the
+    /// default device when empty.
     #[serde(default)]
     pub devices: Vec<String>,
     /// Save a checkpoint every this many optimiser steps (0: only at the end).

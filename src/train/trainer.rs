@@ -107,17 +107,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FlorenceError + '_ {
     move |source| FlorenceError::Io { path: path.to_path_buf(), source }
 }
 
-/// A device by name, with an optional `:index` suffix accepted for symmetry with CUDA
-/// (`cuda:1`); flex has one device.
-fn device_named(name: &str) -> Result<Device> {
-    #[cfg(feature = "cuda")]
-    if let Some(i) = name.strip_prefix("cuda:") {
-        let i: usize = i.parse().map_err(|_| FlorenceError::Config(format!("bad device `{name}`")))?;
-        return Ok(Device::cuda(i));
-    }
-    crate::device::device_by_name(name)
-}
-
 impl Trainer {
     /// A new run from `cfg` (relative paths against `base`, the config file's folder). Fails if
     /// the output folder already holds a checkpoint: resume it or choose another folder.
@@ -182,7 +171,7 @@ impl Trainer {
         let mut devices = Vec::with_capacity(names.len());
         let mut configured: Vec<Device> = Vec::new();
         for name in &names {
-            let mut d = device_named(name)?;
+            let mut d = crate::device::device_by_name(name)?;
             if let Some(dtype) = match cfg.precision {
                 Precision::F32 => None,
                 Precision::F16 => Some(FloatDType::F16),

@@ -30,6 +30,17 @@ pub fn device() -> Device {
     florence::device::default_device().expect("a backend")
 }
 
+/// The device of the second and later replicas in the data-parallel tests:
+/// `FLORENCE_REPLICA_DEVICE` (e.g. `wgpu:cpu`, a separate Burn device with its own memory and
+/// queue beside `wgpu` on the same adapter, which is how CI runs them on lavapipe), else
+/// [`device`] itself (flex has a single device, so its replicas share it).
+pub fn replica_device() -> Device {
+    match std::env::var("FLORENCE_REPLICA_DEVICE") {
+        Ok(name) => florence::device::device_by_name(name.trim()).expect("FLORENCE_REPLICA_DEVICE names a compiled-in device"),
+        Err(_) => device(),
+    }
+}
+
 pub fn float<const D: usize>(io: &BTreeMap<String, TensorData>, key: &str, device: &Device) -> Tensor<D> {
     let d = io.get(key).unwrap_or_else(|| panic!("fixture has no `{key}`")).clone().convert::<f32>();
     Tensor::from_data(d, device)

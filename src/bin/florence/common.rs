@@ -20,7 +20,8 @@ pub struct ModelArgs {
     /// Preset name or config JSON file. Default: inferred from the checkpoint's shapes.
     #[arg(long, short = 'c')]
     pub config: Option<String>,
-    /// Backend: flex, wgpu, vulkan, metal, cuda, tch (default: the first compiled in, or $FLORENCE_DEVICE).
+    /// Device: flex, wgpu, vulkan, metal, cuda, tch, optionally with which one (cuda:1, wgpu:cpu,
+    /// wgpu:integrated:0). Default: $FLORENCE_DEVICE, else the first backend compiled in.
     #[arg(long)]
     pub device: Option<String>,
     /// A tokenizer.json to use instead of the bundled CLIP BPE tokenizer.
