@@ -59,7 +59,7 @@ fn check_blocks(c: &Case, label: &str) {
     let x: Tensor<4> = float(&c.io, "image.patch_embed", &c.dev);
     let [_, h, w, _] = x.dims();
     assert!(!stage.blocks[0].is_shifted() && stage.blocks[1].is_shifted());
-    let mask = stage.shift_mask(h, w, &c.dev);
+    let mask = stage.shift_mask(h, w, &c.dev, burn::tensor::DType::F32);
     let b0 = stage.blocks[0].forward(x, None);
     assert_close(&format!("{label} block (no shift)"), b0, float(&c.io, "image.stage0.block0.out", &c.dev), F32_TOL);
     let b1 = stage.blocks[1].forward(float(&c.io, "image.stage0.block0.out", &c.dev), mask);

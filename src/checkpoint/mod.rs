@@ -258,7 +258,7 @@ impl Florence {
             }
         } else {
             let (h, w) = stage.resolution;
-            let Some(want) = stage.shift_mask(h, w, &self.logit_scale.device()).filter(|_| block.is_shifted()) else {
+            let Some(want) = stage.shift_mask(h, w, &self.logit_scale.device(), DType::F32).filter(|_| block.is_shifted()) else {
                 return Err(mismatch(format!(
                     "the checkpoint shifts the windows of this block, but with this config stage {i} is {h}x{w} and not shifted (image_size / window_size in the config?)"
                 )));
@@ -300,7 +300,7 @@ impl Florence {
         }
         let device = self.logit_scale.device();
         for (i, stage) in self.image_encoder.layers.iter().enumerate() {
-            let mask = stage.shift_mask(stage.resolution.0, stage.resolution.1, &device);
+            let mask = stage.shift_mask(stage.resolution.0, stage.resolution.1, &device, DType::F32);
             for (j, block) in stage.blocks.iter().enumerate() {
                 let (wh, ww) = block.attn.window;
                 let n = wh * ww;

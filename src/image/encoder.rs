@@ -132,6 +132,9 @@ impl ImageEncoder {
     /// feature maps (see [`FeatureMap`]) and the final map after `norm`, `[B, h, w, C_last]`.
     pub fn forward_stages(&self, images: Tensor<4>) -> Result<(Vec<FeatureMap>, Tensor<4>)> {
         self.check_input(&images)?;
+        // Images arrive in f32 from preprocessing; the tower computes in its weights' float type
+        // (f16/bf16 in mixed-precision training).
+        let images = images.cast(self.norm.gamma.val().dtype());
         let mut x = self.patch_embed.forward_nchw(images);
         let mut maps = Vec::with_capacity(self.layers.len());
         for (i, stage) in self.layers.iter().enumerate() {

@@ -3,6 +3,7 @@
 //! use: `layers.{i}.blocks.{j}.*` and `layers.{i}.downsample.*` at the *end* of stage i.
 
 use burn::prelude::*;
+use burn::tensor::DType;
 
 use super::block::SwinBlock;
 use super::embed::ConvEmbed;
@@ -41,23 +42,23 @@ pub struct Stage {
 }
 
 impl Stage {
-    /// The shifted-window mask `[nW, N, N]` for an `h x w` map, shared by every shifted block of
-    /// the stage (None when no block shifts).
-    pub fn shift_mask(&self, h: usize, w: usize, device: &Device) -> Option<Tensor<3>> {
+    /// The shifted-window mask `[nW, N, N]` for an `h x w` map, in `dtype` (the activations'),
+    /// shared by every shifted block of the stage (None when no block shifts).
+    pub fn shift_mask(&self, h: usize, w: usize, device: &Device, dtype: DType) -> Option<Tensor<3>> {
         let blk = self.blocks.iter().find(|b| b.is_shifted())?;
         let win = blk.attn.window;
         let (hp, wp) = (h + pad_to_multiple(h, win.0), w + pad_to_multiple(w, win.1));
         let n = win.0 * win.1;
         let nw = (hp / win.0) * (wp / win.1);
         let mask = shifted_window_mask(hp, wp, win, blk.shift);
-        Some(Tensor::from_data(TensorData::new(mask, [nw, n, n]), device))
+        Some(Tensor::from_data(TensorData::new(mask, [nw, n, n]), (device, dtype)))
     }
 
     /// `x: [B, H, W, D]` -> (`features`: the blocks' output `[B, H, W, D]`, `next`: the
     /// downsampled map for the following stage, or `features` again in the last stage).
     pub fn forward(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
         let [_, h, w, _] = x.dims();
-        let mask = self.shift_mask(h, w, &x.device());
+        let mask = self.shift_mask(h, w, &x.device(), x.dtype());
         let mut x = x;
         for blk in &self.blocks {
             x = blk.forward(x, mask.clone());

@@ -5,6 +5,7 @@
 use burn::module::Param;
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig};
 use burn::prelude::*;
+use burn::tensor::DType;
 
 use super::block::ResidualAttentionBlock;
 use crate::config::TextEncoderConfig;
@@ -103,12 +104,12 @@ impl TextEncoder {
         Ok(HostIds { ids, len })
     }
 
-    fn causal_mask(&self, len: usize, device: &Device) -> Tensor<2> {
+    fn causal_mask(&self, len: usize, device: &Device, dtype: DType) -> Tensor<2> {
         // UniCL `build_attention_mask`: -inf strictly above the diagonal, added to the scores.
         let mask: Vec<f32> = (0..len * len)
             .map(|k| if k % len > k / len { f32::NEG_INFINITY } else { 0.0 })
             .collect();
-        Tensor::from_data(TensorData::new(mask, [len, len]), device)
+        Tensor::from_data(TensorData::new(mask, [len, len]), (device, dtype))
     }
 
     /// `ids: [B, L]` (L <= context length) -> last hidden state `[B, L, W]` after `ln_final`.
@@ -125,7 +126,7 @@ impl TextEncoder {
         let device = ids.device();
         let pos = self.positional_embedding.val().slice_dim(0, 0..len).unsqueeze_dim::<3>(0);
         let mut x = self.token_embedding.forward(ids) + pos;
-        let mask = self.causal.then(|| self.causal_mask(len, &device));
+        let mask = self.causal.then(|| self.causal_mask(len, &device, x.dtype()));
         for blk in &self.resblocks {
             x = blk.forward(x, mask.clone());
         }

@@ -15,11 +15,11 @@ pub enum Precision {
     /// f32 everywhere.
     #[default]
     F32,
-    /// f16 parameters and activations (flex: native; wgpu: needs `shader-f16`).
+    /// f16 activations and working weights, f32 master weights and AdamW state, dynamic loss
+    /// scaling (flex: native; wgpu: needs `shader-f16`).
     F16,
-    /// bf16 parameters and activations (flex: native; CUDA; Metal with MSL 3.2). With no f32
-    /// master weights, updates below half an ulp are lost: parameters near 1 (norm gains, the
-    /// logit scale) do not move at lr 1e-3.
+    /// bf16 activations and working weights, f32 master weights and AdamW state (flex: native;
+    /// CUDA; Metal with MSL 3.2).
     Bf16,
 }
 
@@ -170,12 +170,6 @@ impl TrainConfig {
         }
         if self.eval.as_ref().is_some_and(|e| e.every == 0 || e.batch_size == 0) {
             return bad("`eval.every` and `eval.batch_size` must be at least 1");
-        }
-        if self.precision == Precision::F16 && self.optimizer.eps < 1e-4 {
-            // Burn keeps AdamW's state in the parameters' dtype (there are no f32 master weights):
-            // in f16 an epsilon below ~6e-8 rounds to 0, and a parameter with a zero gradient
-            // (an unused token embedding) then gets 0/0 = NaN.
-            return bad("with `precision = \"f16\"`, `optimizer.eps` must be at least 1e-4: smaller values round to 0 in f16 and AdamW divides by zero");
         }
         self.augment.validate()?;
         self.optimizer.validate()

@@ -60,7 +60,7 @@ pub fn all_gather(parts: Vec<Tensor<2>>) -> Result<Vec<Tensor<2>>> {
         .into_iter()
         .map(|p| {
             let n = p.dims()[0];
-            let buf = Tensor::<2>::zeros([total, d], &p.device()).slice_assign([offset..offset + n, 0..d], p);
+            let buf = Tensor::<2>::zeros([total, d], (&p.device(), p.dtype())).slice_assign([offset..offset + n, 0..d], p);
             offset += n;
             buf
         })

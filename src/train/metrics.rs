@@ -35,6 +35,13 @@ pub struct MetricsLine {
     /// Zero-shot top-5 accuracy on the eval folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zero_shot_top5: Option<f32>,
+    /// f16 training: the loss scale the step used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<f32>,
+    /// f16 training: the step's gradients overflowed, so it changed no weight (and the scale
+    /// was halved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overflow: Option<bool>,
 }
 
 /// Appends lines to `metrics.jsonl`.

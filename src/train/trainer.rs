@@ -22,11 +22,12 @@ use std::time::Instant;
 use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::optim::{GradientsAccumulator, ModuleOptimizer};
 use burn::prelude::*;
-use burn::tensor::{DType, FloatDType};
+use burn::tensor::DType;
 use serde::{Deserialize, Serialize};
 
 use super::config::{Precision, TrainConfig};
 use super::optimizer::OptimizerConfig;
+use super::precision::{LossScaler, cast_params, master_gradients};
 use super::distributed::{StepOptions, data_parallel_gradients};
 use super::metrics::{MetricsLine, MetricsLog, plot_metrics, read_metrics};
 use crate::config::FlorenceConfig;
@@ -54,6 +55,9 @@ pub struct TrainState {
     pub skipped: usize,
     /// The config of the run, to refuse resuming with a different one.
     pub config: TrainConfig,
+    /// The f16 loss scaler's state (absent for f32 and bf16).
+    #[serde(default)]
+    pub loss_scaler: Option<LossScaler>,
 }
 
 /// What [`Trainer::run`] returns.
@@ -94,7 +98,13 @@ pub struct Trainer {
     output: PathBuf,
     model_config: FlorenceConfig,
     devices: Vec<Device>,
+    /// The weights the forward and backward passes use: in the training precision.
     model: Florence,
+    /// f32 master weights behind half-precision training (same parameter ids as `model`);
+    /// AdamW steps these, and `model` is cast from them (see [`super::precision`]).
+    master: Option<Florence>,
+    /// Dynamic loss scaling, for f16.
+    scaler: Option<LossScaler>,
     optim: ModuleOptimizer,
     source: Arc<BatchSource>,
     step: usize,
@@ -154,6 +164,9 @@ impl Trainer {
         t.step = state.step;
         t.pairs_seen = state.pairs_seen;
         t.skipped = state.skipped;
+        if t.scaler.is_some() {
+            t.scaler = Some(state.loss_scaler.unwrap_or_default());
+        }
         Ok(t)
     }
 
@@ -168,27 +181,21 @@ impl Trainer {
         };
         let names: Vec<String> =
             if cfg.devices.is_empty() { vec![crate::device::default_name()?] } else { cfg.devices.clone() };
+        // Mixed precision: the working copy of the weights, and so the activations, are half;
+        // the master weights and AdamW's state stay f32 (see `super::precision`). The devices
+        // keep f32 as their default float type, so optimiser state reloaded on resume is f32.
+        let half = match cfg.precision {
+            Precision::F32 => None,
+            Precision::F16 => Some(DType::F16),
+            Precision::Bf16 => Some(DType::BF16),
+        };
         let mut devices = Vec::with_capacity(names.len());
-        let mut configured: Vec<Device> = Vec::new();
         for name in &names {
-            let mut d = crate::device::device_by_name(name)?;
-            if let Some(dtype) = match cfg.precision {
-                Precision::F32 => None,
-                Precision::F16 => Some(FloatDType::F16),
-                Precision::Bf16 => Some(FloatDType::BF16),
-            } {
-                if !d.supports_dtype(DType::from(dtype)) {
-                    return Err(FlorenceError::Config(format!("device `{name}` does not support {dtype:?}; use `precision = \"f32\"`")));
-                }
-                // The same physical device listed twice is configured once.
-                if !configured.contains(&d) {
-                    configured.push(d.clone());
-                    d.configure(dtype).map_err(|e| {
-                        FlorenceError::Config(format!(
-                            "cannot set {dtype:?} on `{name}` ({e:?}): half precision must be chosen before the device creates any tensor, so train in a fresh process"
-                        ))
-                    })?;
-                }
+            let d = crate::device::device_by_name(name)?;
+            if let Some(dtype) = half
+                && !d.supports_dtype(dtype)
+            {
+                return Err(FlorenceError::Config(format!("device `{name}` does not support {dtype:?}; use `precision = \"f32\"`")));
             }
             let mut d = d.autodiff();
             if cfg.gradient_checkpointing {
@@ -198,17 +205,33 @@ impl Trainer {
         }
         let main = devices[0].clone();
 
-        let model = match (ckpt, &cfg.init) {
-            (Some(c), _) => Florence::load(&model_config, c.join("model.safetensors"), &main)?,
-            (None, Some(init)) => Florence::load(&model_config, at(init), &main)?,
+        // The weights that are loaded, saved and stepped are f32 (the master copy in half
+        // precision), whatever float type the device defaults to.
+        let built = |main: &Device| -> Result<Florence> {
+            let m = model_config.init(main)?;
+            Ok(if half.is_some() { cast_params(m, DType::F32) } else { m })
+        };
+        let load = |path: PathBuf| -> Result<Florence> {
+            let mut m = built(&main)?;
+            m.load_weights(path)?;
+            Ok(m)
+        };
+        let weights = match (ckpt, &cfg.init) {
+            (Some(c), _) => load(c.join("model.safetensors"))?,
+            (None, Some(init)) => load(at(init))?,
             (None, None) => {
                 // Parameter initialisation draws from the backend's RNG; seed it for repeatability.
                 main.seed(cfg.seed);
-                model_config.init(&main)?
+                built(&main)?
             }
         };
-        let model = canonical_param_ids(model).train();
-        let mut optim = cfg.optimizer.init(&model)?;
+        let weights = canonical_param_ids(weights).train();
+        let (model, master) = match half {
+            Some(dtype) => (cast_params(weights.clone(), dtype), Some(weights)),
+            None => (weights, None),
+        };
+        let scaler = (cfg.precision == Precision::F16).then(LossScaler::default);
+        let mut optim = cfg.optimizer.init(master.as_ref().unwrap_or(&model))?;
         if let Some(c) = ckpt {
             let bytes = std::fs::read(c.join("optimizer.bpk")).map_err(io(c))?;
             optim = optim
@@ -244,7 +267,7 @@ impl Trainer {
             Some(e) => Some((at(&e.folder), tpl(&e.templates)?, e.every, e.batch_size)),
             None => None,
         };
-        Ok(Self { cfg, base: base.to_path_buf(), output, model_config, devices, model, optim, source, step: 0, pairs_seen: 0, skipped: 0, eval })
+        Ok(Self { cfg, base: base.to_path_buf(), output, model_config, devices, model, master, scaler, optim, source, step: 0, pairs_seen: 0, skipped: 0, eval })
     }
 
     /// Optimiser steps taken so far.
@@ -287,7 +310,8 @@ impl Trainer {
         let mut log = MetricsLog::open(self.output.join("metrics.jsonl"), self.step)?;
         let accum = self.cfg.accumulation;
         let mut loader = Loader::start(self.source.clone(), (self.step * accum) as u64, self.cfg.prefetch)?;
-        let opts = |w: f32| StepOptions { chunk: self.cfg.grad_cache_chunk, max_scale: self.cfg.max_logit_scale, loss_weight: w };
+        let (chunk, max_scale) = (self.cfg.grad_cache_chunk, self.cfg.max_logit_scale);
+        let opts = move |w: f32| StepOptions { chunk, max_scale, loss_weight: w };
         let started = Instant::now();
         let (mut pairs, mut skipped_here, mut last_loss, mut last_eval, mut last_ckpt) = (0u64, 0usize, None, None, None);
         progress.start("train", total);
@@ -302,6 +326,8 @@ impl Trainer {
                 .map(|(i, d)| if i == 0 { self.model.clone() } else { self.model.clone().fork(d) })
                 .collect();
             let mut acc = GradientsAccumulator::<Florence>::new();
+            // f16: the loss is scaled before backpropagation and the gradients unscaled after.
+            let loss_scale = self.scaler.map_or(1.0, |s| s.scale);
             let (mut loss_sum, mut batches, mut step_pairs, mut step_skipped) = (0f32, 0usize, 0u64, 0usize);
             for _ in 0..accum {
                 let host = loader.next_batch()?;
@@ -313,17 +339,14 @@ impl Trainer {
                     continue; // nothing to contrast: every file (but one) was unreadable
                 }
                 let batch = host.to_device(&self.devices[0].clone().without_autodiff());
-                let g = data_parallel_gradients(&replicas, &batch, opts(1.0 / accum as f32))?;
+                let g = data_parallel_gradients(&replicas, &batch, opts(loss_scale / accum as f32))?;
                 loss_sum += g.loss;
                 batches += 1;
                 step_pairs += host.len() as u64;
                 acc.accumulate(&self.model, g.grads);
             }
             drop(replicas);
-            if batches > 0 {
-                let model = self.model.clone();
-                self.model = self.optim.step(lr, model, acc.grads());
-            }
+            let applied = batches == 0 || self.apply(lr, acc.grads(), loss_scale, progress);
             self.step += 1;
             self.pairs_seen += step_pairs;
             self.skipped += step_skipped;
@@ -341,6 +364,8 @@ impl Trainer {
                 skipped: Some(step_skipped),
                 zero_shot_top1: None,
                 zero_shot_top5: None,
+                loss_scale: self.scaler.map(|_| loss_scale),
+                overflow: self.scaler.map(|_| !applied),
             };
             if let Some((_, _, every, _)) = &self.eval
                 && (self.step.is_multiple_of(*every) || self.step == end)
@@ -364,7 +389,7 @@ impl Trainer {
         }
         progress.finish();
         if self.step >= total {
-            self.model.save_safetensors(self.output.join("final.safetensors"), self.dtype())?;
+            self.weights().save_safetensors(self.output.join("final.safetensors"), self.dtype())?;
         }
         Ok(TrainSummary {
             step: self.step,
@@ -376,8 +401,38 @@ impl Trainer {
         })
     }
 
+    /// One optimiser step with the (summed, still loss-scaled) gradients of the working model;
+    /// `false` when f16 gradients overflowed and the step was skipped.
+    fn apply(&mut self, lr: f64, grads: burn::optim::GradientsParams, loss_scale: f32, progress: &mut dyn Progress) -> bool {
+        let Some(master) = self.master.take() else {
+            self.model = self.optim.step(lr, self.model.clone(), grads);
+            return true;
+        };
+        let (grads, finite) = master_gradients(grads, &master, 1.0 / loss_scale);
+        let apply = self.scaler.as_mut().map_or(finite, |s| s.update(finite));
+        let master = if apply {
+            let m = self.optim.step(lr, master, grads);
+            self.model = cast_params(m.clone(), self.model.logit_scale.val().dtype());
+            m
+        } else {
+            progress.warn(&format!(
+                "step {}: gradients overflowed at loss scale {loss_scale}; step skipped, scale lowered",
+                self.step + 1
+            ));
+            master
+        };
+        self.master = Some(master);
+        apply
+    }
+
+    /// The weights being trained, which checkpoints save: the f32 master copy in half-precision
+    /// training ([`Trainer::model`] is then its half working copy), else the model itself.
+    pub fn weights(&self) -> &Florence {
+        self.master.as_ref().unwrap_or(&self.model)
+    }
+
     fn dtype(&self) -> DType {
-        self.model.logit_scale.val().dtype()
+        self.weights().logit_scale.val().dtype()
     }
 
     /// Writes a checkpoint of the current step atomically and prunes old ones; returns its folder.
@@ -390,7 +445,7 @@ impl Trainer {
             std::fs::remove_dir_all(&partial).map_err(io(&partial))?;
         }
         std::fs::create_dir_all(&partial).map_err(io(&partial))?;
-        self.model.save_safetensors(partial.join("model.safetensors"), self.dtype())?;
+        self.weights().save_safetensors(partial.join("model.safetensors"), self.dtype())?;
         let bytes = self
             .optim
             .into_bytes()
@@ -402,6 +457,7 @@ impl Trainer {
             pairs_seen: self.pairs_seen,
             skipped: self.skipped,
             config: self.cfg.clone(),
+            loss_scaler: self.scaler,
         };
         std::fs::write(partial.join("state.json"), serde_json::to_vec_pretty(&state).expect("plain struct"))
             .map_err(io(&partial))?;
