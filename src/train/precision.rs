@@ -1,10 +1,11 @@
 //! Mixed precision: f32 master weights behind half-precision (f16/bf16) training, and dynamic
 //! loss scaling for f16.
 //!
-//! Burn has no autocast. The trainer configures the device for f16 or bf16, so parameters and
-//! activations of the forward and backward passes are half precision, and keeps the weights and
-//! AdamW's moments in f32: each step the half gradients are cast to f32 (and unscaled), AdamW
-//! updates the f32 master weights, and the half working copy is cast from them. Without the f32
+//! Burn has no autocast. The trainer keeps the weights and AdamW's moments in f32 and runs the
+//! forward and backward passes on a half-precision working copy of the weights (so the
+//! activations are half too; the devices keep f32 as their default float type): each step the
+//! half gradients are cast to f32 (and unscaled), AdamW updates the f32 master weights, and the
+//! half working copy is cast from them. Without the f32
 //! copy an update below half an ulp of its parameter is rounded away: in bf16 (8 significant
 //! bits) at lr 1e-3 a parameter near 1, such as a layer-norm gain, never moves. This is the
 //! scheme of PyTorch's AMP and of Micikevicius et al., "Mixed Precision Training" (2018).
@@ -51,7 +52,7 @@ pub fn cast_params(model: Florence, dtype: DType) -> Florence {
 
 /// The gradients of `grads` for every parameter of `master`, cast to the master's dtype (f32)
 /// and multiplied by `unscale`, and whether every value is finite (one scalar read for all).
-pub fn master_gradients(mut grads: GradientsParams, master: &Florence, unscale: f32) -> (GradientsParams, bool) {
+pub fn master_gradients(grads: GradientsParams, master: &Florence, unscale: f32) -> (GradientsParams, bool) {
     struct Collect {
         from: GradientsParams,
         to: GradientsParams,
@@ -72,7 +73,7 @@ pub fn master_gradients(mut grads: GradientsParams, master: &Florence, unscale: 
             }
         }
     }
-    let mut c = Collect { from: std::mem::take(&mut grads), to: GradientsParams::new(), unscale, total: None };
+    let mut c = Collect { from: grads, to: GradientsParams::new(), unscale, total: None };
     master.visit(&mut c);
     let finite = c.total.is_none_or(|t| t.into_scalar::<f32>().is_finite());
     (c.to, finite)
