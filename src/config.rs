@@ -175,6 +175,39 @@ impl ImageEncoderConfig {
         self.embed_dim << i
     }
 
+    /// Feature-map size after the stem for an `h x w` image.
+    pub fn stem_resolution(&self, (h, w): (usize, usize)) -> (usize, usize) {
+        use crate::image::geometry::conv_out;
+        match self.embedding {
+            // Conv2d(k=p, s=p): floor(h / p), as timm's PatchEmbed with dynamic_img_pad=False.
+            EmbeddingKind::Patch => (h / self.patch_size, w / self.patch_size),
+            // CvT stem Conv2d(k=7, s=4, p=2).
+            EmbeddingKind::Conv => (conv_out(h, 7, 4, 2), conv_out(w, 7, 4, 2)),
+        }
+    }
+
+    /// Feature-map size of every stage for an `h x w` input.
+    pub fn stage_resolutions(&self, hw: (usize, usize)) -> Vec<(usize, usize)> {
+        let mut r = self.stem_resolution(hw);
+        let mut out = Vec::with_capacity(self.num_stages());
+        for i in 0..self.num_stages() {
+            if i > 0 {
+                r = crate::image::geometry::downsample_resolution(r);
+            }
+            out.push(r);
+        }
+        out
+    }
+
+    /// Window and shift of stage `i`, fixed at construction from the config's image size, per
+    /// dimension as timm's `_calc_window_shift`: where the feature map is no larger than the
+    /// window, the window shrinks to the map and the shift is 0. The shift is `window // 2` for
+    /// the odd (shifted) blocks. Returns `((wh, ww), (sh, sw))`.
+    pub fn stage_window(&self, i: usize) -> ((usize, usize), (usize, usize)) {
+        let hw = self.stage_resolutions((self.image_size, self.image_size))[i];
+        crate::image::geometry::clamp_window(hw, self.window_size)
+    }
+
     /// Channels of the pooled feature (the last stage).
     pub fn num_features(&self) -> usize {
         self.stage_dim(self.num_stages().saturating_sub(1))
@@ -214,6 +247,32 @@ impl ImageEncoderConfig {
         if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             return err("layer_norm_eps must be positive".into());
         }
+        self.check_limits(&crate::limits::get())
+    }
+
+    /// The sizes of [`ImageEncoderConfig::validate`] against `limits` (every size a tensor is
+    /// built from, so that a config cannot ask for an allocation that aborts the process).
+    fn check_limits(&self, limits: &crate::limits::Limits) -> Result<()> {
+        use crate::limits::check;
+        let side = limits.max_model_image_size as u64;
+        check("`image.image_size`", self.image_size as u64, side, "max_model_image_size")?;
+        check("`image.window_size`", self.window_size as u64, side, "max_model_image_size")?;
+        check("`image.patch_size`", self.patch_size as u64, side, "max_model_image_size")?;
+        let width = limits.max_model_width as u64;
+        check("`image.in_chans`", self.in_chans as u64, width, "max_model_width")?;
+        let depth = limits.max_model_depth as u64;
+        for (i, (&d, &h)) in self.depths.iter().zip(&self.num_heads).enumerate() {
+            check(format!("`image.depths[{i}]`"), d as u64, depth, "max_model_depth")?;
+            check(format!("`image.num_heads[{i}]`"), h as u64, width, "max_model_width")?;
+            // embed_dim << i, checked without overflowing.
+            let dim = (self.embed_dim as u64).checked_shl(i as u32).unwrap_or(u64::MAX);
+            check(format!("the width of stage {i} (`image.embed_dim` * 2^{i})"), dim, width, "max_model_width")?;
+            let hidden = dim as f64 * self.mlp_ratio;
+            let hidden = if hidden < u64::MAX as f64 { hidden as u64 } else { u64::MAX };
+            check(format!("the MLP width of stage {i} (`image.mlp_ratio` * width)"), hidden, width, "max_model_width")?;
+        }
+        let params = self.num_params() as u64;
+        check("the image tower's parameter count", params, limits.max_model_params, "max_model_params")?;
         Ok(())
     }
 
@@ -228,7 +287,7 @@ impl ImageEncoderConfig {
         let hidden = |d: usize| (d as f64 * self.mlp_ratio) as usize;
         for (i, (&depth, &heads)) in self.depths.iter().zip(&self.num_heads).enumerate() {
             let d = self.stage_dim(i);
-            let w = crate::image::geometry::stage_window(self, i).0;
+            let w = self.stage_window(i).0;
             let table = (2 * w.0 - 1) * (2 * w.1 - 1) * heads;
             let qkv = 3 * d * d + if self.qkv_bias { 3 * d } else { 0 };
             let block = 2 * d + qkv + table + (d * d + d) + 2 * d + (d * hidden(d) + hidden(d)) + (hidden(d) * d + d);
@@ -262,6 +321,16 @@ impl TextEncoderConfig {
         if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             return err("layer_norm_eps must be positive".into());
         }
+        let limits = crate::limits::get();
+        use crate::limits::check;
+        let vocab = limits.max_model_vocab as u64;
+        check("`text.vocab_size`", self.vocab_size as u64, vocab, "max_model_vocab")?;
+        check("`text.context_length`", self.context_length as u64, vocab, "max_model_vocab")?;
+        let width = limits.max_model_width as u64;
+        check("`text.width`", self.width as u64, width, "max_model_width")?;
+        check("`text.heads`", self.heads as u64, width, "max_model_width")?;
+        check("`text.layers`", self.layers as u64, limits.max_model_depth as u64, "max_model_depth")?;
+        check("the text tower's parameter count", self.num_params() as u64, limits.max_model_params, "max_model_params")?;
         Ok(())
     }
 
@@ -369,6 +438,10 @@ impl FlorenceConfig {
         if !self.logit_scale_init.is_finite() {
             return Err(FlorenceError::Config("logit_scale_init must be finite".into()));
         }
+        let limits = crate::limits::get();
+        let width = limits.max_model_width as u64;
+        crate::limits::check("`projection_dim`", self.projection_dim as u64, width, "max_model_width")?;
+        crate::limits::check("the model's parameter count", self.num_params() as u64, limits.max_model_params, "max_model_params")?;
         Ok(())
     }
 
@@ -397,7 +470,7 @@ impl FlorenceConfig {
     /// Loads and validates a JSON config file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| FlorenceError::Io { path: path.into(), source })?;
+        let text = crate::limits::read_text_file(path)?;
         let c: Self = serde_json::from_str(&text).map_err(|source| FlorenceError::ConfigParse { path: path.into(), source })?;
         c.validate()?;
         Ok(c)
@@ -464,6 +537,20 @@ mod tests {
     }
 
     #[test]
+    fn swin_t_stage_geometry() {
+        let c = FlorenceConfig::preset("unicl-swin-t").unwrap().image;
+        assert_eq!(c.stage_resolutions((224, 224)), vec![(56, 56), (28, 28), (14, 14), (7, 7)]);
+        assert_eq!(c.stage_window(0), ((7, 7), (3, 3)));
+        // Stage 3 is 7x7: the window covers it and the shift is dropped (no attn_mask buffer there).
+        assert_eq!(c.stage_window(3), ((7, 7), (0, 0)));
+        let t = FlorenceConfig::preset("tiny").unwrap().image;
+        assert_eq!(t.stage_resolutions((72, 88)), vec![(18, 22), (9, 11), (5, 6), (3, 3)]);
+        assert_eq!(t.stage_window(3), ((2, 2), (0, 0)));
+        let co = FlorenceConfig::preset("coswin-t").unwrap().image;
+        assert_eq!(co.stage_resolutions((384, 384)), vec![(96, 96), (48, 48), (24, 24), (12, 12)]);
+    }
+
+    #[test]
     fn bad_configs_are_rejected_with_the_field_named() {
         let mut c = FlorenceConfig::preset("tiny").unwrap();
         c.image.num_heads[1] = 5;
@@ -478,5 +565,38 @@ mod tests {
         v["image"]["windw_size"] = 7.into();
         let e = FlorenceConfig::from_json(&v.to_string()).unwrap_err().to_string();
         assert!(e.contains("windw_size"), "{e}");
+    }
+
+    /// Regression: `"image_size": 1000000000` used to abort the process in `florence classify
+    /// --config` (an allocation of 62,500,000,000,000,000 bytes); every size is now bounded by
+    /// `crate::limits` before anything is built, and the error names the field.
+    #[test]
+    fn sizes_beyond_the_limits_are_errors_naming_the_field() {
+        let cases: [(&str, fn(&mut FlorenceConfig)); 8] = [
+            ("`image.image_size`", |c| c.image.image_size = 1_000_000_000),
+            ("`image.window_size`", |c| c.image.window_size = usize::MAX / 2),
+            ("stage 0", |c| c.image.embed_dim = 1 << 40),
+            ("MLP width of stage 0", |c| c.image.mlp_ratio = 1e300),
+            ("`image.depths[1]`", |c| c.image.depths[1] = 1 << 30),
+            ("`text.vocab_size`", |c| c.text.vocab_size = usize::MAX),
+            ("`text.layers`", |c| c.text.layers = 1 << 40),
+            ("`projection_dim`", |c| c.projection_dim = 1 << 33),
+        ];
+        for (field, edit) in cases {
+            let mut c = FlorenceConfig::preset("tiny").unwrap();
+            edit(&mut c);
+            let e = c.validate().unwrap_err();
+            assert!(matches!(e, FlorenceError::Limit(_)), "{field}: {e}");
+            assert!(e.to_string().contains(field), "{field}: {e}");
+            let json = c.to_json();
+            assert!(matches!(FlorenceConfig::from_json(&json), Err(FlorenceError::Limit(_))), "{field}");
+        }
+        // Each size in range but a model too large to allocate: the parameter count is checked.
+        let mut c = FlorenceConfig::preset("tiny").unwrap();
+        c.text.width = 32_768;
+        c.text.heads = 8;
+        c.text.layers = 512;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("parameter count"), "{e}");
     }
 }

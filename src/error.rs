@@ -62,6 +62,11 @@ pub enum FlorenceError {
         source: std::io::Error,
     },
 
+    /// A size from outside (a config field, a file, a list, a text) beyond its limit in
+    /// [`crate::limits`]. The message names the field and the limit.
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitError),
+
     /// A config file that is not valid JSON for the expected structure.
     #[error("cannot parse config {path}: {source}")]
     ConfigParse {
@@ -157,6 +162,28 @@ pub enum CheckpointError {
         key: String,
         /// What differs.
         reason: String,
+    },
+
+    /// A tensor holding NaN or infinite values (a diverged training run, a corrupt download):
+    /// loading it would make every output NaN without an error.
+    #[error("tensor `{key}` holds {count} non-finite value(s) (NaN or infinite; the first at flat index {first}): the checkpoint is unusable (a diverged training run or a corrupt file?)")]
+    NonFinite {
+        /// The key, in the file's naming.
+        key: String,
+        /// How many of its values are NaN or infinite.
+        count: usize,
+        /// Flat index of the first one.
+        first: usize,
+    },
+
+    /// A checkpoint larger than [`crate::limits`] allow (file size, tensor count, pickle size
+    /// or nesting), refused before it is parsed.
+    #[error("checkpoint {path}: {limit}")]
+    Limit {
+        /// The file.
+        path: PathBuf,
+        /// Which limit, and by how much.
+        limit: crate::limits::LimitError,
     },
 
     /// Writing a checkpoint failed.

@@ -19,17 +19,7 @@ use crate::ops::to_vec_f32 as host;
 const FORMAT: &str = "florence-image-index";
 const TENSOR: &str = "embeddings";
 
-/// File extensions that [`list_images`] picks up (case-insensitive).
-pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
-
-/// A file left out of an index, and why.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Skipped {
-    /// The file.
-    pub path: PathBuf,
-    /// The decoder's message.
-    pub reason: String,
-}
+pub use crate::files::{IMAGE_EXTENSIONS, Skipped, list_images};
 
 /// One search result: the row (image or text) and its cosine similarity to the query.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -38,31 +28,6 @@ pub struct Hit {
     pub index: usize,
     /// Cosine similarity.
     pub score: f32,
-}
-
-/// Image files under `folder` (recursively), by extension, sorted by path so an index is
-/// reproducible.
-pub fn list_images(folder: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![folder.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|source| FlorenceError::Io { path: dir.clone(), source })?;
-        for e in entries {
-            let e = e.map_err(|source| FlorenceError::Io { path: dir.clone(), source })?;
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p
-                .extension()
-                .and_then(|x| x.to_str())
-                .is_some_and(|x| IMAGE_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str()))
-            {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
 }
 
 /// L2-normalised image embeddings `[N, D]` and the files they came from.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use burn::tensor::DType;
+use burn::tensor::{DType, bf16, f16};
 use common::*;
 use florence::checkpoint::{Convention, Format};
 use florence::{CheckpointError, Florence, FlorenceConfig, FlorenceError};
@@ -277,4 +277,64 @@ fn not_a_checkpoint() {
     write(&other, &p);
     let e = load_err(&tiny(), &p);
     assert!(matches!(e, CheckpointError::NotAFlorenceModel { .. }), "{e}");
+}
+
+/// Regression: a checkpoint whose tensors held NaN or Inf loaded, and `classify --json` printed
+/// `"probability": null` with no warning. Each float dtype is checked, and the key is named.
+#[test]
+fn non_finite_values_are_refused_naming_the_key() {
+    let dev = device();
+    let key = "image_encoder.layers.1.blocks.0.mlp.fc1.weight";
+    for (tag, dtype) in [("f32", Dtype::F32), ("f16", Dtype::F16), ("bf16", Dtype::BF16)] {
+        let mut r = raw("tiny_swin.safetensors");
+        let (d, s, b) = r[key].clone();
+        assert_eq!(d, Dtype::F32);
+        // Store this tensor in the dtype under test.
+        let vals = b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()));
+        let (bytes, nan, inf, mut b): (usize, &[u8], &[u8], Vec<u8>) = match dtype {
+            Dtype::F32 => (4, &[0, 0, 0xc0, 0x7f], &[0, 0, 0x80, 0xff], b.clone()),
+            Dtype::F16 => (2, &[0x00, 0x7e], &[0x00, 0x7c], vals.flat_map(|v| f16::from_f32(v).to_le_bytes()).collect()),
+            _ => (2, &[0xc0, 0x7f], &[0x80, 0x7f], vals.flat_map(|v| bf16::from_f32(v).to_le_bytes()).collect()),
+        };
+        b[5 * bytes..6 * bytes].copy_from_slice(nan);
+        b[9 * bytes..10 * bytes].copy_from_slice(inf);
+        r.insert(key.into(), (dtype, s, b));
+        let p = tmp(&format!("nan-{tag}.safetensors"));
+        write(&r, &p);
+        let mut m = tiny().init(&dev).unwrap();
+        let before = m.image_encoder.layers[1].blocks[0].mlp.fc1.weight.val().into_data();
+        match m.load_weights(&p) {
+            Err(FlorenceError::Checkpoint(CheckpointError::NonFinite { key: k, count, first })) => {
+                assert_eq!((k.as_str(), count, first), (key, 2, 5), "{tag}")
+            }
+            other => panic!("{tag}: {other:?}"),
+        }
+        // Nothing was applied.
+        assert_eq!(m.image_encoder.layers[1].blocks[0].mlp.fc1.weight.val().into_data(), before, "{tag}");
+    }
+}
+
+/// A checkpoint beyond `florence::limits` is refused before it is parsed.
+#[test]
+fn checkpoint_limits_are_typed_errors() {
+    let small = florence::limits::Limits { max_checkpoint_tensors: 10, ..florence::limits::get() };
+    let e = florence::limits::with(small, || load_err(&tiny(), &fixture_path("tiny_swin.safetensors")));
+    match &e {
+        CheckpointError::Limit { limit, .. } => assert_eq!(limit.limit_name, "max_checkpoint_tensors"),
+        e => panic!("{e}"),
+    }
+    assert!(e.to_string().contains("max_checkpoint_tensors"), "{e}");
+    // A PyTorch pickle larger or deeper than allowed is refused before Burn's reader parses it
+    // (the fixture's data.pkl is 19,875 bytes, nested 4 deep).
+    let pth = fixture_path("tiny_swin_fp16.pth");
+    for (limits, name) in [
+        (florence::limits::Limits { max_pickle_bytes: 10_000, ..florence::limits::get() }, "max_pickle_bytes"),
+        (florence::limits::Limits { max_pickle_depth: 3, ..florence::limits::get() }, "max_pickle_depth"),
+        (florence::limits::Limits { max_checkpoint_tensors: 100, ..florence::limits::get() }, "max_checkpoint_tensors"),
+    ] {
+        match florence::limits::with(limits, || load_err(&tiny(), &pth)) {
+            CheckpointError::Limit { limit, .. } => assert_eq!(limit.limit_name, name),
+            e => panic!("{name}: {e}"),
+        }
+    }
 }

@@ -215,3 +215,70 @@ fn synth_train_resume_eval() {
     assert!(!bad.status.success());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Regressions for defects found by trying the CLI as a new user would: each used to exit 0 with
+/// a wrong result, or abort the process.
+#[test]
+fn hostile_input_gives_errors_not_aborts_or_silent_garbage() {
+    use burn::module::Param;
+    let dir = tempdir("hostile");
+    let w = weights();
+    let chelsea = asset("chelsea.png");
+    let fail = |args: &[&str], needles: &[&str]| {
+        let out = florence(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        // Exit code 1 (an error), not a signal (an abort) and not 0.
+        assert_eq!(out.status.code(), Some(1), "florence {args:?}:\n{stderr}");
+        for n in needles {
+            assert!(stderr.contains(n), "florence {args:?}: no `{n}` in\n{stderr}");
+        }
+    };
+
+    // 1. `"image_size": 1000000000` aborted with `memory allocation of 62500000000000000 bytes
+    //    failed` (SIGABRT).
+    let mut config: serde_json::Value = serde_json::from_str(&florence::FlorenceConfig::preset("tiny-clip").unwrap().to_json()).unwrap();
+    config["image"]["image_size"] = 1_000_000_000u64.into();
+    let huge = dir.join("huge.json");
+    std::fs::write(&huge, config.to_string()).unwrap();
+    fail(
+        &["classify", "--config", huge.to_str().unwrap(), "--weights", &w, "--image", &chelsea, "--labels", "cat,dog"],
+        &["`image.image_size` is 1000000000", "max_model_image_size"],
+    );
+
+    // 2. One image and a link `loop -> .` was indexed 41 times.
+    #[cfg(unix)]
+    {
+        let folder = dir.join("loop");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::copy(&chelsea, folder.join("chelsea.png")).unwrap();
+        std::os::unix::fs::symlink(".", folder.join("loop")).unwrap();
+        let index = dir.join("loop.safetensors");
+        let (_, stderr) = ok(&["index", "--weights", &w, "--folder", folder.to_str().unwrap(), "--output", index.to_str().unwrap(), "-q"]);
+        assert!(stderr.contains("indexed 1 images"), "{stderr}");
+        let (hits, _) = ok(&["search", "--weights", &w, "--index", index.to_str().unwrap(), "--text", "a cat", "--top-k", "5", "--json"]);
+        assert_eq!(hits.as_array().unwrap().len(), 1, "{hits}");
+    }
+
+    // 3. Training on a JSONL file whose every image is missing exited 0 and saved the untouched
+    //    weights as a checkpoint.
+    let jsonl: String = (0..8).map(|i| format!("{{\"image\": \"gone/{i}.png\", \"caption\": \"caption {i}\"}}\n")).collect();
+    std::fs::write(dir.join("missing.jsonl"), jsonl).unwrap();
+    let toml = "model = \"tiny-clip\"\noutput = \"run\"\nbatch_size = 4\n[[data]]\nkind = \"jsonl\"\npath = \"missing.jsonl\"\n[optimizer]\nlr = 1e-3\ntotal_steps = 2\n";
+    std::fs::write(dir.join("train.toml"), toml).unwrap();
+    fail(&["train", "-q", "--config", dir.join("train.toml").to_str().unwrap()], &["no usable image-text pair", "gone/"]);
+    assert!(!dir.join("run/final.safetensors").exists());
+    let saved = std::fs::read_dir(dir.join("run/checkpoints")).map_or(0, |d| d.count());
+    assert_eq!(saved, 0, "no checkpoint of untrained weights");
+
+    // 4. A checkpoint holding NaN loaded, and `classify --json` printed `"probability": null`.
+    let device = florence::device::default_device().unwrap();
+    let mut model = florence::Florence::load(&florence::FlorenceConfig::preset("tiny-clip").unwrap(), &w, &device).unwrap();
+    model.text_projection = Param::from_tensor(model.text_projection.val().mul_scalar(f32::NAN));
+    let nan = dir.join("nan.safetensors");
+    model.save_safetensors(&nan, burn::tensor::DType::F32).unwrap();
+    fail(
+        &["classify", "--weights", nan.to_str().unwrap(), "--image", &chelsea, "--labels", "cat,dog", "--json"],
+        &["text_projection", "non-finite"],
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

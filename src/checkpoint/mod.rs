@@ -30,6 +30,7 @@ pub mod format;
 pub mod infer;
 pub mod keys;
 mod pth;
+mod pickle_scan;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -86,6 +87,27 @@ impl ModuleAdapter for ScalarToRank1 {
     }
 }
 
+/// The number of NaN or infinite values in float `data` and the flat index of the first, or
+/// `None` when every value is finite (or the data is not float).
+fn non_finite(data: &TensorData) -> Option<(usize, usize)> {
+    // Read from the little-endian bytes rather than `TensorData::iter`, whose slice cast
+    // panics on bytes that are not aligned for the element type (file data need not be).
+    // A value is NaN or infinite exactly when its exponent bits are all ones.
+    let (width, exponent): (usize, u64) = match data.dtype() {
+        DType::F64 => (8, 0x7ff0_0000_0000_0000),
+        DType::F32 | DType::Flex32 => (4, 0x7f80_0000),
+        DType::F16 => (2, 0x7c00),
+        DType::BF16 => (2, 0x7f80),
+        _ => return None,
+    };
+    let mut bad = data.as_bytes().chunks_exact(width).enumerate().filter_map(|(i, c)| {
+        let bits = c.iter().rev().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+        (bits & exponent == exponent).then_some(i)
+    });
+    let first = bad.next()?;
+    Some((1 + bad.count(), first))
+}
+
 /// Whether `found` fits a parameter of shape `expected` (a 0-D scalar fits `[1]`).
 fn shape_fits(expected: &[usize], found: &[usize]) -> bool {
     expected == found || (expected == [1] && found.is_empty())
@@ -103,9 +125,9 @@ impl Florence {
         Ok(model)
     }
 
-    /// Loads a checkpoint into this model, strictly. Every key, shape, dtype and buffer is checked
-    /// before any tensor is applied, so a mismatch leaves the model unchanged; only a file whose
-    /// tensor data is corrupt past its (valid) index can fail midway and leave it partly loaded.
+    /// Loads a checkpoint into this model, strictly. Every key, shape, dtype and buffer is checked,
+    /// and every tensor's data is read and checked for NaN and infinite values, before any tensor
+    /// is applied, so a bad file leaves the model unchanged.
     pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<LoadReport> {
         let path = path.as_ref();
         let format = format::detect(path)?;
@@ -196,6 +218,24 @@ impl Florence {
             unexpected.sort();
             return Err(CheckpointError::UnexpectedKeys { keys: unexpected }.into());
         }
+
+        // Every tensor's data is read (once) and checked before any is applied: a NaN or an
+        // infinity would otherwise make every output NaN without an error.
+        let params = params
+            .into_iter()
+            .map(|t| {
+                let (name, param_id) = (t.name.clone(), t.param_id);
+                let data = bridge::into_data(t).map_err(|e| CheckpointError::Corrupt {
+                    path: path.into(),
+                    format: format.name(),
+                    reason: format!("tensor `{name}`: {e}"),
+                })?;
+                if let Some((count, first)) = non_finite(&data) {
+                    return Err(CheckpointError::NonFinite { key: name, count, first });
+                }
+                Ok(bridge::from_data(data, name, param_id))
+            })
+            .collect::<Result<Vec<_>, CheckpointError>>()?;
 
         // Everything is accounted for; apply.
         let float = self.logit_scale.val().dtype();

@@ -23,9 +23,9 @@ use super::source::Dataset;
 use crate::error::{FlorenceError, Result};
 use crate::ops::par_map;
 use crate::preprocess::{DecodeOptions, PreprocessConfig, decode_image_file};
-use crate::retrieval::Skipped;
+use crate::files::Skipped;
 use crate::text::tokenizer::Tokenizer;
-use crate::train::ContrastiveBatch;
+use super::batch::ContrastiveBatch;
 
 const PERMUTATION: u64 = 0x5045_524d;
 const SAMPLE: u64 = 0x5341_4d50;

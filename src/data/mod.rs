@@ -3,12 +3,14 @@
 //! the bundled model is trained on.
 
 pub mod augment;
+pub mod batch;
 pub mod loader;
 pub mod rng;
 pub mod source;
 pub mod synthetic;
 
 pub use augment::AugmentConfig;
+pub use batch::{ContrastiveBatch, label_for_text};
 pub use loader::{BatchSource, HostBatch, Loader};
 pub use rng::Rng;
 pub use source::{Dataset, Example, SourceSpec, Target};

@@ -3,15 +3,15 @@
 //! UniCL trains on both kinds in one batch stream (Yang et al., 2022, §3.2): an image-label pair
 //! becomes a caption by filling a prompt template with the class name, drawn per sample, and its
 //! UniCL label is the class; an image-text pair's label is its exact caption
-//! ([`crate::train::label_for_text`]), so identical captions are positives of each other.
+//! ([`super::label_for_text`]), so identical captions are positives of each other.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FlorenceError, Result};
-use crate::retrieval::{IMAGE_EXTENSIONS, list_images};
-use crate::train::label_for_text;
+use crate::files::{has_image_extension, list_images};
+use super::batch::label_for_text;
 
 /// What an example's text side is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,7 +107,7 @@ impl Dataset {
             let p = e.map_err(io(root))?.path();
             if p.is_dir() {
                 dirs.push(p);
-            } else if p.extension().and_then(|x| x.to_str()).is_some_and(|x| IMAGE_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str())) {
+            } else if has_image_extension(&p) {
                 return Err(data_err(root, format!(
                     "{} is not inside a class folder; an image-label dataset is ROOT/CLASS/IMAGE",
                     p.display()
@@ -137,7 +137,7 @@ impl Dataset {
     /// (`path`/`file` and `text` are accepted as synonyms). Blank lines are skipped; a line that
     /// is not such an object is an error naming the line.
     pub fn captions_jsonl(file: &Path) -> Result<Dataset> {
-        let text = std::fs::read_to_string(file).map_err(io(file))?;
+        let text = crate::limits::read_text_file(file)?;
         let base = file.parent().unwrap_or(Path::new("."));
         let mut examples = Vec::new();
         for (i, line) in text.lines().enumerate() {
@@ -161,7 +161,7 @@ impl Dataset {
     /// A CSV caption file with a header row naming an `image` (or `path`, `filepath`) column and
     /// a `caption` (or `text`, `title`) column; RFC 4180 quoting, any other columns ignored.
     pub fn captions_csv(file: &Path) -> Result<Dataset> {
-        let text = std::fs::read_to_string(file).map_err(io(file))?;
+        let text = crate::limits::read_text_file(file)?;
         let base = file.parent().unwrap_or(Path::new("."));
         let rows = parse_csv(&text).map_err(|e| data_err(file, e))?;
         let Some((header, body)) = rows.split_first() else {

@@ -14,7 +14,8 @@ use crate::error::{FlorenceError, Result};
 use crate::model::Florence;
 use crate::preprocess::{DecodeOptions, Preprocessor};
 use crate::progress::Progress;
-use crate::retrieval::{ImageIndex, Skipped};
+use crate::files::Skipped;
+use crate::retrieval::ImageIndex;
 
 /// L2-normalised image embeddings of a labelled folder.
 #[derive(Debug, Clone, PartialEq)]

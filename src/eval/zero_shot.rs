@@ -11,7 +11,7 @@ use crate::error::{FlorenceError, Result};
 use crate::model::Florence;
 use crate::preprocess::Preprocessor;
 use crate::progress::Progress;
-use crate::retrieval::Skipped;
+use crate::files::Skipped;
 use super::probe::embed_dataset;
 use crate::text::tokenizer::Tokenizer;
 use crate::zeroshot::{Templates, ZeroShotClassifier};

@@ -67,13 +67,9 @@ impl PreprocessConfig {
             return err("`resize_shorter` must be at least 1 (UniCL uses int(256/224 * crop), e.g. 256 for crop 224)".into());
         }
         // Far beyond any model input; keeps every intermediate size and index in range.
-        const MAX_SIDE: u32 = 16384;
-        if self.crop > MAX_SIDE || self.resize_shorter > MAX_SIDE {
-            return err(format!(
-                "`crop` ({}) and `resize_shorter` ({}) must be at most {MAX_SIDE}",
-                self.crop, self.resize_shorter
-            ));
-        }
+        let side = crate::limits::get().max_image_side as u64;
+        crate::limits::check("`preprocess.crop`", self.crop as u64, side, "max_image_side")?;
+        crate::limits::check("`preprocess.resize_shorter`", self.resize_shorter as u64, side, "max_image_side")?;
         for (c, (&m, &s)) in self.mean.iter().zip(&self.std).enumerate() {
             if !m.is_finite() {
                 return err(format!("`mean[{c}]` is {m}; it must be a finite number (ImageNet: 0.485, 0.456, 0.406)"));

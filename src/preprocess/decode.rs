@@ -51,13 +51,13 @@ pub struct DecodeOptions {
     /// `false`: the reference (PIL `Image.open` + `convert('RGB')`) ignores the tag, and the
     /// model's published accuracy was measured that way.
     pub apply_exif_orientation: bool,
-    /// Largest accepted width in pixels. Default 16384.
+    /// Largest accepted width in pixels. Default [`crate::limits::Limits::max_image_side`], 16384.
     pub max_width: u32,
-    /// Largest accepted height in pixels. Default 16384.
+    /// Largest accepted height in pixels. Default [`crate::limits::Limits::max_image_side`], 16384.
     pub max_height: u32,
     /// Largest accepted decoded buffer in bytes (width x height x bytes per pixel of the file's
     /// colour type, e.g. 3 for 8-bit RGB, 8 for 16-bit RGBA), also passed to the decoders as
-    /// their allocation limit. Default 512 MiB: for 8-bit RGB that is 178,956,970 pixels,
+    /// their allocation limit. Default [`crate::limits::Limits::max_image_bytes`], 512 MiB: for 8-bit RGB that is 178,956,970 pixels,
     /// the size at which PIL itself refuses an image (`DecompressionBombError`, twice
     /// `Image.MAX_IMAGE_PIXELS`).
     pub max_alloc_bytes: u64,
@@ -65,7 +65,13 @@ pub struct DecodeOptions {
 
 impl Default for DecodeOptions {
     fn default() -> Self {
-        Self { apply_exif_orientation: false, max_width: 16384, max_height: 16384, max_alloc_bytes: 512 << 20 }
+        let limits = crate::limits::get();
+        Self {
+            apply_exif_orientation: false,
+            max_width: limits.max_image_side,
+            max_height: limits.max_image_side,
+            max_alloc_bytes: limits.max_image_bytes,
+        }
     }
 }
 

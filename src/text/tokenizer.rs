@@ -173,6 +173,8 @@ impl Tokenizer {
                 self.context_length
             )));
         }
+        let limit = crate::limits::get().max_text_bytes as u64;
+        crate::limits::check_bytes("a text to encode", text.len() as u64, limit, "max_text_bytes")?;
         let cleaned = clean_text(text);
         let mut ids = Vec::with_capacity(self.context_length);
         ids.push(self.sot);

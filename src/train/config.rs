@@ -122,6 +122,15 @@ pub struct TrainConfig {
     /// Zero-shot evaluation during training.
     #[serde(default)]
     pub eval: Option<EvalSpec>,
+    /// Largest fraction of the files read so far that may be skipped (unreadable, missing)
+    /// before the run stops with an error; checked after every step once 100 files (or the
+    /// whole dataset, if smaller) have been read. A step with no usable pair is always an error.
+    #[serde(default = "default_max_skipped")]
+    pub max_skipped_fraction: f64,
+}
+
+fn default_max_skipped() -> f64 {
+    0.1
 }
 
 impl TrainConfig {
@@ -139,7 +148,7 @@ impl TrainConfig {
     /// Reads a `.toml` or `.json` file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| FlorenceError::Io { path: path.into(), source })?;
+        let text = crate::limits::read_text_file(path)?;
         let toml_syntax = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml"));
         Self::parse(&text, toml_syntax).map_err(|e| match e {
             FlorenceError::Config(m) => FlorenceError::Config(format!("{}: {m}", path.display())),
@@ -167,6 +176,9 @@ impl TrainConfig {
         }
         if self.max_logit_scale.is_some_and(|m| m.is_nan() || m <= 0.0) {
             return bad("`max_logit_scale` must be positive");
+        }
+        if !(0.0..=1.0).contains(&self.max_skipped_fraction) {
+            return bad("`max_skipped_fraction` must be between 0 and 1");
         }
         if self.eval.as_ref().is_some_and(|e| e.every == 0 || e.batch_size == 0) {
             return bad("`eval.every` and `eval.batch_size` must be at least 1");

@@ -24,7 +24,8 @@ use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::DType;
 
-use super::grad_cache::{ContrastiveBatch, StepGradients};
+use super::step::{StepGradients, StepOptions};
+use crate::data::ContrastiveBatch;
 use super::loss::unicl_loss;
 use crate::error::{FlorenceError, Result};
 use crate::model::Florence;
@@ -81,23 +82,6 @@ pub fn shard_ranges(n: usize, parts: usize) -> Vec<Range<usize>> {
             range
         })
         .collect()
-}
-
-/// How a contrastive step is computed.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StepOptions {
-    /// Sub-batch size of the gradient cache per replica (`None`: a replica's whole shard at once).
-    pub chunk: Option<usize>,
-    /// Upper clamp of `exp(logit_scale)` (see [`unicl_loss`]).
-    pub max_scale: Option<f32>,
-    /// The loss is multiplied by this before differentiation (1 / accumulation steps).
-    pub loss_weight: f32,
-}
-
-impl Default for StepOptions {
-    fn default() -> Self {
-        Self { chunk: None, max_scale: None, loss_weight: 1.0 }
-    }
 }
 
 /// The gradient-checkpointing strategy of `model`'s parameters (`None` off the autodiff graph).

@@ -13,47 +13,13 @@
 //! The result equals [`full_batch_gradients`] up to f32 summation order (tests/grad_cache.rs).
 
 use burn::optim::GradientsParams;
-use burn::prelude::*;
 
-use super::distributed::{StepOptions, data_parallel_gradients};
+use super::distributed::data_parallel_gradients;
 use super::loss::unicl_loss;
-use crate::error::{FlorenceError, Result};
+use super::step::{StepGradients, StepOptions};
+use crate::data::ContrastiveBatch;
+use crate::error::Result;
 use crate::model::Florence;
-
-/// Image-text pairs with one UniCL label per pair.
-#[derive(Debug, Clone)]
-pub struct ContrastiveBatch {
-    /// `[N, 3, S, S]` preprocessed images.
-    pub images: Tensor<4>,
-    /// `[N, L]` token ids.
-    pub ids: Tensor<2, Int>,
-    /// `N` labels: class ids, or [`super::label_for_text`] of the captions.
-    pub labels: Vec<u64>,
-}
-
-impl ContrastiveBatch {
-    /// The number of pairs; an error when images, token rows and labels disagree or are empty.
-    pub(crate) fn check(&self) -> Result<usize> {
-        let n = self.images.dims()[0];
-        if self.ids.dims()[0] != n || self.labels.len() != n || n == 0 {
-            return Err(FlorenceError::Input(format!(
-                "a batch needs as many images, token rows and labels as pairs: {} images, {} texts, {} labels",
-                n,
-                self.ids.dims()[0],
-                self.labels.len()
-            )));
-        }
-        Ok(n)
-    }
-}
-
-/// The loss of a step and the parameter gradients to apply.
-pub struct StepGradients {
-    /// The UniCL loss of the whole batch.
-    pub loss: f32,
-    /// Gradients of every parameter of the model.
-    pub grads: GradientsParams,
-}
 
 /// Plain backpropagation through the whole batch at once. `model` must be in training mode on
 /// the autodiff backend (`model.train()`, or built with `config.init(&device.autodiff())`).

@@ -2,7 +2,7 @@
 //!
 //! Every pair in a batch carries a label `y`: a class id for image-label data, or, as Florence
 //! does for image-text data, a hash of the exact caption (identical captions are one label; see
-//! [`label_for_text`]). All pairs with the same label are positives of each other:
+//! [`crate::data::label_for_text`]). All pairs with the same label are positives of each other:
 //!
 //! ```text
 //! logits = exp(logit_scale) · U Vᵀ                       [N, N]
@@ -77,26 +77,4 @@ pub fn unicl_loss(u: Tensor<2>, v: Tensor<2>, logit_scale: Tensor<1>, labels: &[
     let i2t = (rows * log_softmax(logits.clone(), 1)).sum_dim(1).mean().neg();
     let t2i = (cols * log_softmax(logits, 0)).sum_dim(0).mean().neg();
     Ok(UniclLoss { total: i2t.clone() + t2i.clone(), image_to_text: i2t, text_to_image: t2i })
-}
-
-/// The label of a caption for image-text data: a 64-bit hash of the exact string, so that pairs
-/// with identical captions are positives of each other (Florence: "y = hash key of the text").
-/// Deterministic across runs and platforms (FNV-1a over the UTF-8 bytes).
-pub fn label_for_text(text: &str) -> u64 {
-    // FNV-1a over the bytes themselves (not `Hash for str`, whose byte stream is a std detail).
-    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn caption_labels_are_stable_and_exact() {
-        assert_eq!(label_for_text("a photo of a cat"), label_for_text("a photo of a cat"));
-        assert_ne!(label_for_text("a photo of a cat"), label_for_text("a photo of a cat "));
-        // Pinned (FNV-1a 64, computed independently in Python): saved datasets rely on it.
-        assert_eq!(label_for_text("a photo of a cat"), 0x413a760fbd1d5bfe);
-        assert_eq!(label_for_text(""), 0xcbf2_9ce4_8422_2325);
-    }
 }

@@ -8,12 +8,15 @@ pub mod loss;
 pub mod metrics;
 pub mod optimizer;
 pub mod precision;
+pub mod step;
 
-pub use grad_cache::{ContrastiveBatch, StepGradients, full_batch_gradients, grad_cache_gradients};
-pub use distributed::{StepOptions, all_gather, all_reduce_sum, data_parallel_gradients, shard_ranges};
+pub use crate::data::{ContrastiveBatch, label_for_text};
+pub use distributed::{all_gather, all_reduce_sum, data_parallel_gradients, shard_ranges};
+pub use grad_cache::{full_batch_gradients, grad_cache_gradients};
+pub use step::{StepGradients, StepOptions};
 pub use optimizer::{OptimizerConfig, decay_groups, decay_table};
 pub use precision::{LossScaler, cast_params, master_gradients};
-pub use loss::{UniclLoss, label_for_text, unicl_loss};
+pub use loss::{UniclLoss, unicl_loss};
 pub mod trainer;
 
 pub use config::{EvalSpec, Precision, TrainConfig};

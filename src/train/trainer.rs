@@ -28,11 +28,13 @@ use serde::{Deserialize, Serialize};
 use super::config::{Precision, TrainConfig};
 use super::optimizer::OptimizerConfig;
 use super::precision::{LossScaler, cast_params, master_gradients};
-use super::distributed::{StepOptions, data_parallel_gradients};
+use super::distributed::data_parallel_gradients;
+use super::step::StepOptions;
 use super::metrics::{MetricsLine, MetricsLog, plot_metrics, read_metrics};
 use crate::config::FlorenceConfig;
 use crate::data::{BatchSource, Dataset, Loader};
 use crate::error::{FlorenceError, Result};
+use crate::files::Skipped;
 use crate::eval::{ZeroShotReport, zero_shot_folder};
 use crate::model::Florence;
 use crate::preprocess::{DecodeOptions, Preprocessor};
@@ -329,12 +331,14 @@ impl Trainer {
             // f16: the loss is scaled before backpropagation and the gradients unscaled after.
             let loss_scale = self.scaler.map_or(1.0, |s| s.scale);
             let (mut loss_sum, mut batches, mut step_pairs, mut step_skipped) = (0f32, 0usize, 0u64, 0usize);
+            let mut first_skip = None;
             for _ in 0..accum {
                 let host = loader.next_batch()?;
                 step_skipped += host.skipped.len();
                 for s in &host.skipped {
                     progress.warn(&format!("skipping {}: {}", s.path.display(), s.reason));
                 }
+                first_skip = first_skip.or_else(|| host.skipped.first().cloned());
                 if host.len() < 2 {
                     continue; // nothing to contrast: every file (but one) was unreadable
                 }
@@ -346,7 +350,8 @@ impl Trainer {
                 acc.accumulate(&self.model, g.grads);
             }
             drop(replicas);
-            let applied = batches == 0 || self.apply(lr, acc.grads(), loss_scale, progress);
+            self.check_skipped(step_pairs, step_skipped, first_skip)?;
+            let applied = self.apply(lr, acc.grads(), loss_scale, progress);
             self.step += 1;
             self.pairs_seen += step_pairs;
             self.skipped += step_skipped;
@@ -402,6 +407,29 @@ impl Trainer {
     }
 
     /// One optimiser step with the (summed, still loss-scaled) gradients of the working model;
+    /// Stops the run when step `self.step + 1` had no usable pair, or when more than
+    /// `max_skipped_fraction` of the files read so far (with this step's) were skipped: training
+    /// on nothing would save the initial weights as if they were trained.
+    fn check_skipped(&self, step_pairs: u64, step_skipped: usize, first: Option<Skipped>) -> Result<()> {
+        let why = first.map_or(String::new(), |s| format!(" (e.g. {}: {})", s.path.display(), s.reason));
+        if step_pairs == 0 {
+            return Err(FlorenceError::Input(format!(
+                "training step {} had no usable image-text pair: {step_skipped} file(s) were skipped{why}; check the data paths",
+                self.step + 1
+            )));
+        }
+        let skipped = (self.skipped + step_skipped) as u64;
+        let read = self.pairs_seen + step_pairs + skipped;
+        let enough = read >= (self.source.dataset.len() as u64).min(100);
+        if enough && skipped as f64 > self.cfg.max_skipped_fraction * read as f64 {
+            return Err(FlorenceError::Input(format!(
+                "{skipped} of the {read} files read so far were skipped, more than `max_skipped_fraction` = {}{why}; fix the data or raise the fraction",
+                self.cfg.max_skipped_fraction
+            )));
+        }
+        Ok(())
+    }
+
     /// `false` when f16 gradients overflowed and the step was skipped.
     fn apply(&mut self, lr: f64, grads: burn::optim::GradientsParams, loss_scale: f32, progress: &mut dyn Progress) -> bool {
         let Some(master) = self.master.take() else {

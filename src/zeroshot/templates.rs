@@ -47,8 +47,7 @@ impl Templates {
 
     /// Reads a template file: one template per line, each with exactly one `{}`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| FlorenceError::Io { path: path.to_path_buf(), source })?;
+        let text = crate::limits::read_text_file(path)?;
         let list = parse_lines(&text);
         let t = Self::Custom(list);
         t.validate().map_err(|e| FlorenceError::Labels(format!("{}: {e}", path.display())))?;
@@ -71,6 +70,8 @@ impl Templates {
         if list.is_empty() {
             return Err(FlorenceError::Labels("no prompt templates: give at least one line with a `{}`".into()));
         }
+        let limits = crate::limits::get();
+        crate::limits::check("the number of prompt templates", list.len() as u64, limits.max_templates as u64, "max_templates")?;
         for (i, t) in list.iter().enumerate() {
             let n = t.matches("{}").count();
             if n != 1 {
