@@ -24,6 +24,7 @@ pub mod eval;
 pub mod files;
 pub mod hub;
 pub mod image;
+pub mod layers;
 pub mod limits;
 mod matrix_file;
 pub mod model;

@@ -158,3 +158,57 @@ fn bad_inputs_are_errors_not_panics() {
     let e = m.encode_text(ids).unwrap_err().to_string();
     assert!(e.contains("context length"), "{e}");
 }
+
+/// `Linear` from a PyTorch `[out, in]` weight and a bias.
+fn linear(w: Tensor<2>, b: Option<Tensor<1>>) -> burn::nn::Linear {
+    use burn::module::Param;
+    burn::nn::Linear { weight: Param::from_tensor(w.transpose()), bias: b.map(Param::from_tensor) }
+}
+
+/// The shared attention layer against `torch.nn.MultiheadAttention` (`tests/fixtures/mha.safetensors`,
+/// `scripts/reference/make_attention_fixtures.py`): self-attention with a causal float mask,
+/// cross-attention with separate query and key/value inputs and a key-padding mask (output and
+/// head-averaged weights), and `kdim = vdim != embed_dim` with separate projections.
+#[test]
+fn shared_attention_matches_torch_multihead_attention() {
+    use burn::tensor::DType;
+    use florence::layers::{MultiHeadAttention, key_padding_mask};
+    let io = load_fixture("mha.safetensors");
+    let dev = device();
+    let f2 = |k: &str| -> Tensor<2> { float(&io, k, &dev) };
+    let f1 = |k: &str| -> Tensor<1> { float(&io, k, &dev) };
+    let f3 = |k: &str| -> Tensor<3> { float(&io, k, &dev) };
+    let packed = |case: &str, heads: usize| {
+        let mut m = MultiHeadAttention::new(16, heads, true, &dev);
+        m.in_proj = Some(linear(f2(&format!("{case}.in_proj_weight")), Some(f1(&format!("{case}.in_proj_bias")))));
+        m.out_proj = linear(f2(&format!("{case}.out_proj.weight")), Some(f1(&format!("{case}.out_proj.bias"))));
+        m
+    };
+    let padding = |case: &str| -> Tensor<2, Bool> { int::<2>(&io, &format!("{case}.key_padding_mask"), &dev).equal_elem(1) };
+
+    // Self-attention; torch's -inf causal mask, as given.
+    let m = packed("self", 4);
+    let mask: Tensor<2> = f2("self.attn_mask");
+    let out = m.forward(f3("self.x"), Some(mask.unsqueeze::<4>()));
+    assert_close("mha self", out, f3("self.out"), F32_TOL);
+
+    // Cross-attention, batch 1's last three keys padded.
+    let m = packed("cross", 4);
+    let mask = key_padding_mask(padding("cross"), 5, DType::F32);
+    assert_eq!(mask.dims(), [2, 1, 5, 7]);
+    let (out, weights) = m.forward_cross_with_weights(f3("cross.q"), f3("cross.kv"), Some(mask));
+    assert_close("mha cross", out, f3("cross.out"), F32_TOL);
+    assert_close("mha cross weights", weights, f3("cross.weights"), F32_TOL);
+
+    // kdim = vdim = 12: separate q/k/v projections sharing torch's packed `in_proj_bias`.
+    let mut m = MultiHeadAttention::separate(16, 12, 12, 2, true, &dev);
+    let bias = f1("kdim.in_proj_bias");
+    let part = |i: usize| Some(bias.clone().slice_dim(0, i * 16..(i + 1) * 16));
+    m.q_proj = Some(linear(f2("kdim.q_proj_weight"), part(0)));
+    m.k_proj = Some(linear(f2("kdim.k_proj_weight"), part(1)));
+    m.v_proj = Some(linear(f2("kdim.v_proj_weight"), part(2)));
+    m.out_proj = linear(f2("kdim.out_proj.weight"), Some(f1("kdim.out_proj.bias")));
+    let mask = key_padding_mask(padding("kdim"), 3, DType::F32);
+    let out = m.forward_cross(f3("kdim.q"), f3("kdim.kv"), Some(mask));
+    assert_close("mha kdim", out, f3("kdim.out"), F32_TOL);
+}

@@ -84,7 +84,7 @@ impl Case {
         let bias = random(rng, [self.heads, n, n], 2.0, device);
         let mask = self.shifted.then(|| {
             let (hp, wp) = (self.grid.0 * self.window.0, self.grid.1 * self.window.1);
-            let m = shifted_window_mask(hp, wp, self.window, (self.window.0 / 2, self.window.1 / 2));
+            let m = shifted_window_mask([hp, wp], [self.window.0, self.window.1], [self.window.0 / 2, self.window.1 / 2]);
             Tensor::from_data(TensorData::new(m, [self.grid.0 * self.grid.1, n, n]), device)
         });
         (qkv, combined_bias(bias, mask))
@@ -174,7 +174,7 @@ fn bias_gradient_flows_to_the_table() {
     let attn = florence::image::attention::WindowAttention::new(32, 2, (4, 4), true, &dev);
     let x = random(&mut rng, [case.windows(), 16, 32], 1.0, &dev);
     let mask: Tensor<3> =
-        Tensor::from_data(TensorData::new(shifted_window_mask(4, 8, (4, 4), (2, 2)), [2, 16, 16]), &dev);
+        Tensor::from_data(TensorData::new(shifted_window_mask([4, 8], [4, 4], [2, 2]), [2, 16, 16]), &dev);
     let grads = |kind: AttentionKind| {
         let mut a = attn.clone();
         a.attention = kind;

@@ -284,7 +284,7 @@ impl Florence {
         let data = bridge::to_data(t).map_err(|e| mismatch(format!("unreadable: {e}")))?;
         if t.name.ends_with("relative_position_index") {
             let (wh, ww) = block.attn.window;
-            let want = relative_position_index(wh, ww);
+            let want = relative_position_index([wh, ww]);
             let n = wh * ww;
             if t.shape.as_slice() != [n, n] {
                 return Err(mismatch(format!(
@@ -346,7 +346,7 @@ impl Florence {
                 let n = wh * ww;
                 entries.push((
                     format!("image_encoder.layers.{i}.blocks.{j}.attn.relative_position_index"),
-                    TensorData::new(relative_position_index(wh, ww), [n, n]),
+                    TensorData::new(relative_position_index([wh, ww]), [n, n]),
                     vec![n, n],
                 ));
                 if let (true, Some(m)) = (block.is_shifted(), &mask) {

@@ -33,7 +33,7 @@ impl WindowAttention {
     pub fn new(dim: usize, heads: usize, window: (usize, usize), qkv_bias: bool, device: &Device) -> Self {
         let (wh, ww) = window;
         let table = Initializer::Normal { mean: 0.0, std: 0.02 }.init([(2 * wh - 1) * (2 * ww - 1), heads], device);
-        let index = relative_position_index(wh, ww);
+        let index = relative_position_index([wh, ww]);
         let n = index.len();
         Self {
             qkv: LinearConfig::new(dim, 3 * dim).with_bias(qkv_bias).init(device),

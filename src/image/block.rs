@@ -1,35 +1,15 @@
 //! The Swin transformer block: pre-LN window attention (optionally cyclically shifted) and a
 //! GELU MLP, each with a residual (Swin §3.1, timm `SwinTransformerBlock._attn`).
 
-use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
 use burn::tensor::ops::PadMode;
 
 use super::attention::WindowAttention;
 use super::geometry::pad_to_multiple;
 use super::window::{window_partition, window_reverse};
-
-/// `fc2(GELU(fc1(x)))` with exact (erf) GELU.
-#[derive(Module, Debug)]
-pub struct Mlp {
-    /// `Linear(D, ratio*D)`.
-    pub fc1: Linear,
-    /// `Linear(ratio*D, D)`.
-    pub fc2: Linear,
-}
-
-impl Mlp {
-    /// Builds the MLP.
-    pub fn new(dim: usize, hidden: usize, device: &Device) -> Self {
-        Self { fc1: LinearConfig::new(dim, hidden).init(device), fc2: LinearConfig::new(hidden, dim).init(device) }
-    }
-
-    /// `[..., D] -> [..., D]`.
-    pub fn forward<const R: usize>(&self, x: Tensor<R>) -> Tensor<R> {
-        self.fc2.forward(gelu(self.fc1.forward(x)))
-    }
-}
+pub use crate::layers::Mlp;
+use crate::layers::Activation;
 
 /// One Swin block. `shift` is `(0, 0)` for even blocks.
 #[derive(Module, Debug)]
@@ -40,7 +20,7 @@ pub struct SwinBlock {
     pub attn: WindowAttention,
     /// Pre-MLP LayerNorm.
     pub norm2: LayerNorm,
-    /// The MLP.
+    /// The MLP (exact GELU).
     pub mlp: Mlp,
     /// Cyclic shift (rows, cols) applied before partitioning.
     pub shift: (usize, usize),
@@ -63,7 +43,7 @@ impl SwinBlock {
             norm1: LayerNormConfig::new(dim).with_epsilon(eps).init(device),
             attn: WindowAttention::new(dim, heads, window, qkv_bias, device),
             norm2: LayerNormConfig::new(dim).with_epsilon(eps).init(device),
-            mlp: Mlp::new(dim, (dim as f64 * mlp_ratio) as usize, device),
+            mlp: Mlp::new(dim, (dim as f64 * mlp_ratio) as usize, Activation::Gelu, device),
             shift,
         }
     }

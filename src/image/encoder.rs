@@ -5,7 +5,6 @@ use burn::prelude::*;
 
 use super::block::SwinBlock;
 use super::embed::ConvEmbed;
-use super::geometry::{stage_resolutions, stage_window, stem_resolution};
 use super::merge::PatchMerging;
 use super::stage::{Downsample, Stage};
 use crate::attention::AttentionKind;
@@ -58,12 +57,12 @@ impl ImageEncoderConfig {
             EmbeddingKind::Conv => ConvEmbed::new(self.in_chans, c, 7, 4, 2, eps, device),
         };
         let mut layers = Vec::with_capacity(self.num_stages());
-        let resolutions = stage_resolutions(self, (self.image_size, self.image_size));
+        let resolutions = self.stage_resolutions((self.image_size, self.image_size));
         // `i` also indexes depths, heads and the stage geometry helpers, not only `resolutions`.
         #[allow(clippy::needless_range_loop)]
         for i in 0..self.num_stages() {
             let d = self.stage_dim(i);
-            let (window, shift) = stage_window(self, i);
+            let (window, shift) = self.stage_window(i);
             let blocks = (0..self.depths[i])
                 .map(|j| {
                     let s = if j % 2 == 1 { shift } else { (0, 0) };
@@ -80,7 +79,7 @@ impl ImageEncoderConfig {
         }
         let min_side = match self.embedding {
             EmbeddingKind::Patch => self.patch_size,
-            EmbeddingKind::Conv => (1..).find(|&s| stem_resolution(self, (s, s)).0 > 0).unwrap_or(1),
+            EmbeddingKind::Conv => (1..).find(|&s| self.stem_resolution((s, s)).0 > 0).unwrap_or(1),
         };
         Ok(ImageEncoder {
             patch_embed,

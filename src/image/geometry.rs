@@ -1,8 +1,14 @@
-//! Window geometry as pure functions: stage resolutions, window clamping, padding, the relative
-//! position index and the shifted-window attention mask. No tensors here; everything is unit
-//! tested against timm's `swin_transformer.py` (fixtures in `tests/fixtures/window_ops.safetensors`).
-
-use crate::config::{EmbeddingKind, ImageEncoderConfig};
+//! Window geometry as pure functions over plain numbers, for maps of rank 2 (`H, W`: Swin) or 3
+//! (`T, H, W`: Video Swin): convolution and padding arithmetic, the window clamp, the relative
+//! position index and the cyclic-shift mask. No tensors and no configs here (the config-dependent
+//! stage geometry is `ImageEncoderConfig::stage_resolutions` / `stage_window`).
+//!
+//! Tested against timm's `swin_transformer.py` in 2D (`tests/fixtures/window_ops.safetensors`)
+//! and torchvision's `models/video/swin_transformer.py` in 3D
+//! (`tests/fixtures/swin3d_geometry.safetensors`).
+//!
+//! Axes are listed outermost first everywhere (`[T, H, W]`, `[H, W]`), and windows are ordered
+//! row-major over the map, tokens row-major inside a window, as `window_partition` orders them.
 
 /// Output length of a convolution along one axis: `floor((n + 2p - k) / s) + 1` (0 if the
 /// kernel does not fit).
@@ -16,108 +22,149 @@ pub fn pad_to_multiple(n: usize, m: usize) -> usize {
     (m - n % m) % m
 }
 
-/// Feature-map size after the stem for an `h x w` image.
-pub fn stem_resolution(cfg: &ImageEncoderConfig, (h, w): (usize, usize)) -> (usize, usize) {
-    match cfg.embedding {
-        // Conv2d(k=p, s=p): floor(h / p), as timm's PatchEmbed with dynamic_img_pad=False.
-        EmbeddingKind::Patch => (h / cfg.patch_size, w / cfg.patch_size),
-        // CvT stem Conv2d(k=7, s=4, p=2).
-        EmbeddingKind::Conv => (conv_out(h, 7, 4, 2), conv_out(w, 7, 4, 2)),
-    }
+/// `size` padded at the end of every axis to a multiple of `window`.
+pub fn padded_size<const R: usize>(size: [usize; R], window: [usize; R]) -> [usize; R] {
+    std::array::from_fn(|i| size[i] + pad_to_multiple(size[i], window[i]))
 }
 
-/// Feature-map size after one downsampling. Patch merging pads odd sides by one and halves
-/// (timm `PatchMerging`); the CvT 3x3 stride-2 padding-1 conv gives `floor((h-1)/2)+1`. Both
-/// are `ceil(h/2)`.
+/// Number of windows of a padded map: `∏ padded[i] / window[i]`.
+pub fn num_windows<const R: usize>(padded: [usize; R], window: [usize; R]) -> usize {
+    (0..R).map(|i| padded[i] / window[i]).product()
+}
+
+/// Tokens in a window: `∏ window[i]`.
+pub fn window_len<const R: usize>(window: [usize; R]) -> usize {
+    window.iter().product()
+}
+
+/// Feature-map size after one 2x downsampling (Swin patch merging pads odd sides by one and
+/// halves; the CvT 3x3 stride-2 padding-1 conv gives `floor((h-1)/2)+1`; both are `ceil(h/2)`).
 pub fn downsample_resolution((h, w): (usize, usize)) -> (usize, usize) {
     (h.div_ceil(2), w.div_ceil(2))
 }
 
-/// Feature-map size of every stage for an `h x w` input.
-pub fn stage_resolutions(cfg: &ImageEncoderConfig, hw: (usize, usize)) -> Vec<(usize, usize)> {
-    let mut r = stem_resolution(cfg, hw);
-    let mut out = Vec::with_capacity(cfg.num_stages());
-    for i in 0..cfg.num_stages() {
-        if i > 0 {
-            r = downsample_resolution(r);
+/// The window and shift actually used on a map of `size`: along an axis no larger than its
+/// window, the window shrinks to the map and the shift is 0 (Video Swin's `get_window_size`,
+/// torchvision's `_get_window_and_shift_size`, timm's `_calc_window_shift`).
+pub fn clamp_window_and_shift<const R: usize>(
+    size: [usize; R],
+    window: [usize; R],
+    shift: [usize; R],
+) -> ([usize; R], [usize; R]) {
+    let mut out = (window, shift);
+    for i in 0..R {
+        if size[i] <= window[i] {
+            out.0[i] = size[i].max(1);
+            out.1[i] = 0;
         }
-        out.push(r);
     }
     out
 }
 
-/// Window and shift of stage `i`, fixed at construction from the config's image size, per
-/// dimension as timm's `_calc_window_shift`: where the feature map is no larger than the window,
-/// the window shrinks to the map and the shift is 0. The shift is `window // 2` for the odd
-/// (shifted) blocks. Returns `((wh, ww), (sh, sw))`.
-pub fn stage_window(cfg: &ImageEncoderConfig, i: usize) -> ((usize, usize), (usize, usize)) {
-    let (h, w) = stage_resolutions(cfg, (cfg.image_size, cfg.image_size))[i];
-    clamp_window((h, w), cfg.window_size)
-}
-
-/// The clamping rule of [`stage_window`] for one feature map.
+/// The 2D clamp with Swin's default shift, `window // 2`: returns `((wh, ww), (sh, sw))`.
 pub fn clamp_window((h, w): (usize, usize), window: usize) -> ((usize, usize), (usize, usize)) {
-    let shift = window / 2;
-    let one = |r: usize| if r <= window { (r.max(1), 0) } else { (window, shift) };
-    let ((wh, sh), (ww, sw)) = (one(h), one(w));
+    let s = window / 2;
+    let ([wh, ww], [sh, sw]) = clamp_window_and_shift([h, w], [window, window], [s, s]);
     ((wh, ww), (sh, sw))
 }
 
-/// Relative position index of a `wh x ww` window, row-major `[N, N]` with `N = wh*ww`:
-/// `index[i][j] = (h_i - h_j + wh - 1) * (2ww - 1) + (w_i - w_j + ww - 1)`, an index into the
-/// `[(2wh-1)(2ww-1), heads]` bias table (timm `get_relative_position_index`).
-pub fn relative_position_index(wh: usize, ww: usize) -> Vec<i64> {
-    let n = wh * ww;
+/// Rows of the relative position bias table of a window: `∏ (2 wᵢ - 1)`.
+pub fn relative_table_size<const R: usize>(window: [usize; R]) -> usize {
+    window.iter().map(|&w| 2 * w - 1).product()
+}
+
+/// Coordinates of token `t` of a row-major window.
+fn token_coords<const R: usize>(mut t: usize, window: [usize; R]) -> [i64; R] {
+    let mut c = [0i64; R];
+    for i in (0..R).rev() {
+        c[i] = (t % window[i]) as i64;
+        t /= window[i];
+    }
+    c
+}
+
+/// Relative position index of a window, row-major `[N, N]` with `N = ∏ wᵢ`: for tokens `p`, `q`,
+/// the mixed-radix number with digits `p_i - q_i + w_i - 1` in radices `2 w_i - 1`, an index into
+/// the `[∏(2wᵢ-1), heads]` bias table. In 2D, `(h_p - h_q + wh - 1) (2ww - 1) + (w_p - w_q + ww - 1)`
+/// (timm `get_relative_position_index`); in 3D, Video Swin's / torchvision's
+/// `define_relative_position_index`.
+pub fn relative_position_index<const R: usize>(window: [usize; R]) -> Vec<i64> {
+    let n = window_len(window);
+    let coords: Vec<[i64; R]> = (0..n).map(|t| token_coords(t, window)).collect();
     let mut idx = Vec::with_capacity(n * n);
-    for i in 0..n {
-        let (hi, wi) = ((i / ww) as i64, (i % ww) as i64);
-        for j in 0..n {
-            let (hj, wj) = ((j / ww) as i64, (j % ww) as i64);
-            idx.push((hi - hj + wh as i64 - 1) * (2 * ww as i64 - 1) + (wi - wj + ww as i64 - 1));
+    for p in &coords {
+        for q in &coords {
+            let mut v = 0i64;
+            for i in 0..R {
+                v = v * (2 * window[i] as i64 - 1) + (p[i] - q[i] + window[i] as i64 - 1);
+            }
+            idx.push(v);
         }
     }
     idx
 }
 
-/// Region label of every position of an `hp x wp` map after a cyclic shift: three slices per
-/// axis, `[0, hp-wh)`, `[hp-wh, hp-sh)`, `[hp-sh, hp)`, numbered h-major (Swin's `img_mask`).
-pub fn shift_region_labels(hp: usize, wp: usize, (wh, ww): (usize, usize), (sh, sw): (usize, usize)) -> Vec<u8> {
-    let band = |x: usize, n: usize, win: usize, s: usize| -> u8 {
-        if x < n.saturating_sub(win) {
+/// The index a clamped window uses in Video Swin and torchvision: the top-left `[n, n]` block of
+/// the *configured* window's index, `index[:n, :n]` with `n = ∏ used`, not the index of the
+/// smaller window. The two agree only when the clamped axes are the outermost ones (e.g. only
+/// `T` clamped); the bias table keeps the configured window's rows either way.
+pub fn clamped_relative_position_index<const R: usize>(configured: [usize; R], used: [usize; R]) -> Vec<i64> {
+    let full = relative_position_index(configured);
+    let (nf, n) = (window_len(configured), window_len(used).min(window_len(configured)));
+    (0..n).flat_map(|i| full[i * nf..i * nf + n].iter().copied()).collect()
+}
+
+/// Region label of every position of a padded map after a cyclic shift (Swin's `img_mask`):
+/// along each shifted axis three slices, `[0, n-w)`, `[n-w, n-s)`, `[n-s, n)`, and the label is
+/// their base-3 number, outermost axis first (9 regions in 2D, 27 in 3D). An axis whose shift is
+/// 0 does not split (its slices `(-w, -0)` and `(-0, None)` make it one region in the
+/// references).
+pub fn shift_region_labels<const R: usize>(padded: [usize; R], window: [usize; R], shift: [usize; R]) -> Vec<u8> {
+    let band = |x: usize, i: usize| -> u8 {
+        if shift[i] == 0 {
             0
-        } else if x < n - s {
+        } else if x < padded[i].saturating_sub(window[i]) {
+            0
+        } else if x < padded[i] - shift[i] {
             1
         } else {
             2
         }
     };
-    let mut labels = Vec::with_capacity(hp * wp);
-    for y in 0..hp {
-        for x in 0..wp {
-            labels.push(band(y, hp, wh, sh) * 3 + band(x, wp, ww, sw));
-        }
-    }
-    labels
+    let total: usize = padded.iter().product();
+    (0..total)
+        .map(|mut flat| {
+            let mut label = 0u8;
+            let mut weight = 1u8;
+            for i in (0..R).rev() {
+                label += weight * band(flat % padded[i], i);
+                flat /= padded[i];
+                weight *= 3;
+            }
+            label
+        })
+        .collect()
 }
 
-/// The additive shifted-window mask for a padded `hp x wp` map: `[nW, N, N]` row-major, with
-/// `0` where two tokens of a window came from the same region and `-100` elsewhere (Swin uses
-/// -100, not -inf). Windows are ordered row-major over the map, as `window_partition` orders them.
-pub fn shifted_window_mask(hp: usize, wp: usize, win: (usize, usize), shift: (usize, usize)) -> Vec<f32> {
-    let (wh, ww) = win;
-    let labels = shift_region_labels(hp, wp, win, shift);
-    let (nh, nw, n) = (hp / wh, wp / ww, wh * ww);
-    let mut mask = Vec::with_capacity(nh * nw * n * n);
+/// The additive shifted-window mask for a padded map: `[nW, N, N]` row-major, with `0` where two
+/// tokens of a window came from the same region and `-100` elsewhere (Swin and Video Swin use
+/// -100, not -inf).
+pub fn shifted_window_mask<const R: usize>(padded: [usize; R], window: [usize; R], shift: [usize; R]) -> Vec<f32> {
+    let labels = shift_region_labels(padded, window, shift);
+    let (nw, n) = (num_windows(padded, window), window_len(window));
+    let counts: [usize; R] = std::array::from_fn(|i| padded[i] / window[i]);
+    let mut mask = Vec::with_capacity(nw * n * n);
     let mut tok = vec![0u8; n];
-    for by in 0..nh {
-        for bx in 0..nw {
-            for (t, l) in tok.iter_mut().enumerate() {
-                *l = labels[(by * wh + t / ww) * wp + bx * ww + t % ww];
-            }
-            for i in 0..n {
-                for j in 0..n {
-                    mask.push(if tok[i] == tok[j] { 0.0 } else { -100.0 });
-                }
+    for w in 0..nw {
+        let wc = token_coords(w, counts);
+        for (t, l) in tok.iter_mut().enumerate() {
+            let tc = token_coords(t, window);
+            let flat = (0..R).fold(0usize, |acc, i| acc * padded[i] + wc[i] as usize * window[i] + tc[i] as usize);
+            *l = labels[flat];
+        }
+        for a in &tok {
+            for b in &tok {
+                mask.push(if a == b { 0.0 } else { -100.0 });
             }
         }
     }
@@ -127,7 +174,6 @@ pub fn shifted_window_mask(hp: usize, wp: usize, win: (usize, usize), shift: (us
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::FlorenceConfig;
 
     #[test]
     fn conv_and_padding_arithmetic() {
@@ -138,38 +184,60 @@ mod tests {
         assert_eq!(pad_to_multiple(56, 7), 0);
         assert_eq!(pad_to_multiple(18, 4), 2);
         assert_eq!(downsample_resolution((9, 11)), (5, 6));
+        assert_eq!(padded_size([5, 9, 6], [2, 4, 4]), [6, 12, 8]);
+        assert_eq!(num_windows([6, 12, 8], [2, 4, 4]), 18);
+        assert_eq!(window_len([8, 7, 7]), 392);
     }
 
     #[test]
-    fn swin_t_stage_geometry() {
-        let c = FlorenceConfig::preset("unicl-swin-t").unwrap().image;
-        assert_eq!(stage_resolutions(&c, (224, 224)), vec![(56, 56), (28, 28), (14, 14), (7, 7)]);
-        assert_eq!(stage_window(&c, 0), ((7, 7), (3, 3)));
-        // Stage 3 is 7x7: the window covers it and the shift is dropped (no attn_mask buffer there).
-        assert_eq!(stage_window(&c, 3), ((7, 7), (0, 0)));
-        let t = FlorenceConfig::preset("tiny").unwrap().image;
-        assert_eq!(stage_resolutions(&t, (72, 88)), vec![(18, 22), (9, 11), (5, 6), (3, 3)]);
-        assert_eq!(stage_window(&t, 3), ((2, 2), (0, 0)));
-        let co = FlorenceConfig::preset("coswin-t").unwrap().image;
-        assert_eq!(stage_resolutions(&co, (384, 384)), vec![(96, 96), (48, 48), (24, 24), (12, 12)]);
+    fn window_clamp_in_2d_and_3d() {
+        assert_eq!(clamp_window((56, 56), 7), ((7, 7), (3, 3)));
+        // A 7x7 map: the window covers it and the shift is dropped.
+        assert_eq!(clamp_window((7, 7), 7), ((7, 7), (0, 0)));
+        assert_eq!(clamp_window((3, 9), 4), ((3, 4), (0, 2)));
+        // Video Swin: T = 8 equals its window, so T is not shifted.
+        assert_eq!(clamp_window_and_shift([8, 14, 14], [8, 7, 7], [4, 3, 3]), ([8, 7, 7], [0, 3, 3]));
+        assert_eq!(clamp_window_and_shift([2, 5, 12], [2, 7, 7], [1, 3, 3]), ([2, 5, 7], [0, 0, 3]));
     }
 
     #[test]
     fn relative_index_corners() {
-        let idx = relative_position_index(7, 7);
+        let idx = relative_position_index([7, 7]);
         assert_eq!(idx.len(), 49 * 49);
         assert_eq!(idx[0], 6 * 13 + 6); // same token: the table's centre
         assert_eq!(idx[48], 0); // (0,0) vs (6,6)
         assert_eq!(idx[48 * 49], 168); // (6,6) vs (0,0): the last row of the 169-entry table
+        assert_eq!(relative_table_size([7, 7]), 169);
+        assert_eq!(relative_table_size([8, 7, 7]), 2535);
+        let idx3 = relative_position_index([2, 3, 3]);
+        assert_eq!(idx3[0], (relative_table_size([2, 3, 3]) / 2) as i64);
+        assert_eq!(*idx3.iter().max().unwrap() as usize, relative_table_size([2, 3, 3]) - 1);
+    }
+
+    #[test]
+    fn clamped_index_is_the_top_left_block() {
+        // Only T clamped: the block is the smaller window's own index, re-based on the full table.
+        let full = relative_position_index([4, 2, 2]);
+        let top = clamped_relative_position_index([4, 2, 2], [2, 2, 2]);
+        assert_eq!(top.len(), 64);
+        assert_eq!(top[..8], full[..8]);
+        assert_eq!(clamped_relative_position_index([2, 2], [2, 2]), relative_position_index([2, 2]));
     }
 
     #[test]
     fn unshifted_map_has_one_region_per_window() {
-        let m = shifted_window_mask(8, 8, (4, 4), (2, 2));
+        let m = shifted_window_mask([8, 8], [4, 4], [2, 2]);
         assert_eq!(m.len(), 4 * 16 * 16);
         // The top-left window never straddles the shift boundary.
         assert!(m[..256].iter().all(|&v| v == 0.0));
         // The bottom-right window mixes four regions.
         assert_eq!(m[3 * 256..].iter().filter(|&&v| v == -100.0).count(), 256 - 4 * 16);
+        // 27 regions in 3D.
+        let labels = shift_region_labels([8, 8, 8], [4, 4, 4], [2, 2, 2]);
+        let distinct: std::collections::BTreeSet<u8> = labels.into_iter().collect();
+        assert_eq!(distinct.len(), 27);
+        // An axis with shift 0 adds no split.
+        let one_axis = shift_region_labels([4, 8], [2, 4], [0, 2]);
+        assert_eq!(one_axis.iter().collect::<std::collections::BTreeSet<_>>().len(), 3);
     }
 }

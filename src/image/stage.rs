@@ -7,7 +7,7 @@ use burn::tensor::DType;
 
 use super::block::SwinBlock;
 use super::embed::ConvEmbed;
-use super::geometry::{pad_to_multiple, shifted_window_mask};
+use super::geometry::{num_windows, padded_size, shifted_window_mask, window_len};
 use super::merge::PatchMerging;
 
 /// Between-stage downsampling: Swin patch merging or a CvT 3x3 stride-2 conv embedding.
@@ -47,10 +47,10 @@ impl Stage {
     pub fn shift_mask(&self, h: usize, w: usize, device: &Device, dtype: DType) -> Option<Tensor<3>> {
         let blk = self.blocks.iter().find(|b| b.is_shifted())?;
         let win = blk.attn.window;
-        let (hp, wp) = (h + pad_to_multiple(h, win.0), w + pad_to_multiple(w, win.1));
-        let n = win.0 * win.1;
-        let nw = (hp / win.0) * (wp / win.1);
-        let mask = shifted_window_mask(hp, wp, win, blk.shift);
+        let (window, shift) = ([win.0, win.1], [blk.shift.0, blk.shift.1]);
+        let padded = padded_size([h, w], window);
+        let (n, nw) = (window_len(window), num_windows(padded, window));
+        let mask = shifted_window_mask(padded, window, shift);
         Some(Tensor::from_data(TensorData::new(mask, [nw, n, n]), (device, dtype)))
     }
 

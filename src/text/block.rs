@@ -3,16 +3,12 @@
 
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::sigmoid;
 
-use super::attention::MultiheadSelfAttention;
+pub use crate::layers::mlp::quick_gelu;
+use crate::layers::{Activation, MultiHeadAttention};
 
-/// CLIP's QuickGELU, `x * sigmoid(1.702 x)` (UniCL `QuickGELU`).
-pub fn quick_gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    x.clone() * sigmoid(x.mul_scalar(1.702))
-}
-
-/// `c_proj(QuickGELU(c_fc(x)))`. Keys `mlp.c_fc.*`, `mlp.c_proj.*`.
+/// `c_proj(QuickGELU(c_fc(x)))`. Keys `mlp.c_fc.*`, `mlp.c_proj.*` (the shared
+/// [`crate::layers::Mlp`] computes the same with timm's `fc1`/`fc2` names).
 #[derive(Module, Debug)]
 pub struct TextMlp {
     /// `Linear(W, 4W)`.
@@ -21,11 +17,18 @@ pub struct TextMlp {
     pub c_proj: Linear,
 }
 
+impl TextMlp {
+    /// `[B, L, W] -> [B, L, W]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.c_proj.forward(Activation::QuickGelu.forward(self.c_fc.forward(x)))
+    }
+}
+
 /// One residual block.
 #[derive(Module, Debug)]
 pub struct ResidualAttentionBlock {
-    /// Self-attention.
-    pub attn: MultiheadSelfAttention,
+    /// Self-attention (`nn.MultiheadAttention`, packed `in_proj`).
+    pub attn: MultiHeadAttention,
     /// LayerNorm before attention (eps 1e-12 in UniCL).
     pub ln_1: LayerNorm,
     /// The MLP.
@@ -38,7 +41,7 @@ impl ResidualAttentionBlock {
     /// Builds a block.
     pub fn new(width: usize, heads: usize, eps: f64, device: &Device) -> Self {
         Self {
-            attn: MultiheadSelfAttention::new(width, heads, device),
+            attn: MultiHeadAttention::new(width, heads, true, device),
             ln_1: LayerNormConfig::new(width).with_epsilon(eps).init(device),
             mlp: TextMlp {
                 c_fc: LinearConfig::new(width, 4 * width).init(device),
@@ -48,9 +51,9 @@ impl ResidualAttentionBlock {
         }
     }
 
-    /// `x: [B, L, W] -> [B, L, W]`.
+    /// `x: [B, L, W] -> [B, L, W]`; `mask: [L, L]` additive (the causal mask).
     pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<2>>) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), mask);
-        x.clone() + self.mlp.c_proj.forward(quick_gelu(self.mlp.c_fc.forward(self.ln_2.forward(x))))
+        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), mask.map(|m| m.unsqueeze::<4>()));
+        x.clone() + self.mlp.forward(self.ln_2.forward(x))
     }
 }

@@ -1,6 +1,5 @@
 //! The text tower: UniCL's CLIP-style transformer.
 
-pub mod attention;
 pub mod block;
 pub mod clean;
 pub mod encoder;
