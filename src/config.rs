@@ -60,6 +60,16 @@ pub struct ImageEncoderConfig {
     /// `reference` (plain tensor ops). Not a property of the weights; omitted when default.
     #[serde(default, skip_serializing_if = "is_default_attention")]
     pub attention: AttentionKind,
+    /// How blocks pad, shift and choose their windows (see `image::layout`). The default is
+    /// timm's: roll then pad, windows fixed at `image_size`, as the UniCL checkpoints were
+    /// trained; detection backbones use `{"order": "pad_then_roll", "mode": "runtime"}`. Not a
+    /// property of the weights' shapes; omitted when default.
+    #[serde(default, skip_serializing_if = "is_default_layout")]
+    pub layout: crate::image::layout::BlockLayout,
+}
+
+fn is_default_layout(layout: &crate::image::layout::BlockLayout) -> bool {
+    *layout == crate::image::layout::BlockLayout::default()
 }
 
 fn is_default_attention(kind: &AttentionKind) -> bool {
@@ -157,6 +167,7 @@ impl ImageEncoderConfig {
             embedding: EmbeddingKind::Patch,
             layer_norm_eps: 1e-5,
             attention: AttentionKind::Fused,
+            layout: Default::default(),
         }
     }
 

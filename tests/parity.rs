@@ -212,3 +212,54 @@ fn shared_attention_matches_torch_multihead_attention() {
     let out = m.forward_cross(f3("kdim.q"), f3("kdim.kv"), Some(mask));
     assert_close("mha kdim", out, f3("kdim.out"), F32_TOL);
 }
+
+/// What adapters read from the backbone: `feature_info` from the config alone agrees with a
+/// forward; `forward_intermediates` gives the chosen stages as NCHW maps (against timm's stage
+/// outputs), optional output norms, and the final tokens before pooling (their mean is timm's
+/// pooled feature). With `mode: runtime` the window decisions follow the input, so a large
+/// detection-style input shifts its last stage, which the fixed mode built for 64x64 does not.
+#[test]
+fn backbone_outputs_for_adapters() {
+    use florence::image::layout::{BlockLayout, PadOrder, WindowMode};
+    let c = case("tiny", "tiny_swin.safetensors", "tiny_swin_io.safetensors");
+    let enc = &c.model.image_encoder;
+    let images: Tensor<4> = float(&c.io, "images", &c.dev);
+    let info = FlorenceConfig::preset("tiny").unwrap().image.feature_info();
+    let (maps, _) = enc.forward_stages(images.clone()).unwrap();
+    assert_eq!(info.len(), maps.len());
+    for (i, m) in info.iter().zip(&maps) {
+        assert_eq!((i.channels, i.stride), (m.channels, m.stride), "{i:?}");
+    }
+    assert_eq!(info[2].module, "layers.2");
+    let out = enc.forward_intermediates(images.clone(), &[3, 1]).unwrap();
+    for (got, i) in out.maps.iter().zip([3, 1]) {
+        let want: Tensor<4> = float(&c.io, &format!("image.stage{i}"), &c.dev);
+        assert_close(&format!("intermediate {i}"), got.clone(), want.permute([0, 3, 1, 2]), F32_TOL);
+    }
+    let pooled = out.tokens.clone().mean_dim(1).squeeze_dim::<2>(1);
+    assert_close("tokens pooled", pooled, float(&c.io, "image.pooled", &c.dev), F32_TOL);
+    assert_eq!(out.tokens.dims()[1], out.grid.0 * out.grid.1);
+    assert!(enc.forward_intermediates(images.clone(), &[4]).is_err());
+
+    // Output norms (fresh: unit gain, zero bias) are a LayerNorm over channels.
+    let normed = c.model.image_encoder.clone().with_out_norms(&[1], 1e-5, &c.dev);
+    let got = normed.forward_intermediates(images, &[1]).unwrap().maps.remove(0);
+    let x: Tensor<4> = float(&c.io, "image.stage1", &c.dev);
+    let mean = x.clone().mean_dim(3);
+    let var = (x.clone() - mean.clone()).powi_scalar(2).mean_dim(3);
+    let want = ((x - mean) / (var + 1e-5).sqrt()).permute([0, 3, 1, 2]);
+    assert_close("output norm", got, want, F32_TOL);
+
+    // Runtime window decisions on a 200x328 input (stage maps 50x82 ... 7x11).
+    let mut config = FlorenceConfig::preset("tiny").unwrap();
+    config.image.layout = BlockLayout { order: PadOrder::PadThenRoll, mode: WindowMode::Runtime, ..Default::default() };
+    let runtime = Florence::load(&config, fixture_path("tiny_swin.safetensors"), &c.dev).unwrap();
+    let last = &runtime.image_encoder.layers[3].blocks[1];
+    assert_eq!(last.decide(&[7, 11]), (vec![2, 2], vec![1, 1]), "runtime: the last stage shifts");
+    assert_eq!(c.model.image_encoder.layers[3].blocks[1].decide(&[7, 11]).1, vec![0, 0], "fixed at 64x64: no shift");
+    let big = Tensor::<4>::random([1, 3, 200, 328], burn::tensor::Distribution::Normal(0.0, 1.0), &c.dev);
+    let out = runtime.image_encoder.forward_intermediates(big, &[0, 1, 2, 3]).unwrap();
+    let shapes: Vec<[usize; 4]> = out.maps.iter().map(|m| m.dims()).collect();
+    assert_eq!(shapes, vec![[1, 12, 50, 82], [1, 24, 25, 41], [1, 48, 13, 21], [1, 96, 7, 11]]);
+    assert!(!out.maps.iter().any(|m| m.clone().is_nan().any().into_scalar::<bool>()));
+}

@@ -171,7 +171,7 @@ fn bias_gradient_flows_to_the_table() {
     let dev = device().autodiff();
     let mut rng = Rng::new(seed());
     let case = Case { batch: 2, window: (4, 4), grid: (1, 2), heads: 2, hd: 16, shifted: true };
-    let attn = florence::image::attention::WindowAttention::new(32, 2, (4, 4), true, &dev);
+    let attn = florence::image::attention::WindowAttention::new(32, 2, &[4, 4], true, &dev);
     let x = random(&mut rng, [case.windows(), 16, 32], 1.0, &dev);
     let mask: Tensor<3> =
         Tensor::from_data(TensorData::new(shifted_window_mask([4, 8], [4, 4], [2, 2]), [2, 16, 16]), &dev);

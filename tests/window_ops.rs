@@ -96,3 +96,48 @@ fn geometry_3d_matches_torchvision_swin3d() {
     }
     assert!(indices >= 8 && masks == 5, "{indices} indices, {masks} masks checked");
 }
+
+/// A block's attention branch with given torchvision weights (`qkv`, `proj`, bias table).
+fn block_with(io: &std::collections::BTreeMap<String, TensorData>, case: &str, window: &[usize], shift: &[usize]) -> florence::image::block::SwinBlock {
+    use burn::module::Param;
+    let dev = device();
+    let key = |k: &str| format!("{case}.{k}");
+    let lin = |w: &str, b: &str| burn::nn::Linear {
+        weight: Param::from_tensor(float::<2>(io, &key(w), &dev).transpose()),
+        bias: Some(Param::from_tensor(float::<1>(io, &key(b), &dev))),
+    };
+    let mut block = florence::image::block::SwinBlock::new(4, 2, window, shift, shift, 4.0, true, 1e-5, &dev);
+    block.attn.qkv = lin("qkv_weight", "qkv_bias");
+    block.attn.proj = lin("proj_weight", "proj_bias");
+    block.attn.relative_position_bias_table = Param::from_tensor(float(io, &key("relative_position_bias_table"), &dev));
+    block
+}
+
+/// The shared block in 3D against torchvision's `ShiftedWindowAttention3d.forward` (pad, then
+/// roll; window and shift clamped per forward; a clamped window's bias from `index[:N, :N]`),
+/// and in 2D against torchvision's `ShiftedWindowAttention` (pad, then roll), the order the
+/// timm fixtures in tests/parity.rs do not cover.
+#[test]
+fn block_layouts_match_torchvision() {
+    use florence::image::layout::{BlockLayout, PadOrder};
+    let io = load_fixture("swin3d_geometry.safetensors");
+    let dev = device();
+    for case in ["c0", "c1", "c2", "c3", "c4", "c5"] {
+        let key = |k: &str| format!("{case}.{k}");
+        let (window, shift) = (triple(&io, &key("window")), triple(&io, &key("shift")));
+        let mut block = block_with(&io, case, &window, &shift);
+        block.layout = BlockLayout::video_swin();
+        let got = block.window_attention_3d(float(&io, &key("x"), &dev), None);
+        assert_close(&format!("{case} swin3d attention"), got, float(&io, &key("attn_out"), &dev), F32_TOL);
+    }
+    let mut block = block_with(&io, "tv2d", &[4, 4], &[2, 2]);
+    block.layout = BlockLayout { order: PadOrder::PadThenRoll, ..BlockLayout::default() };
+    let got = block.window_attention_2d(float(&io, "tv2d.x", &dev), None);
+    assert_close("tv2d pad-then-roll attention", got, float(&io, "tv2d.attn_out", &dev), F32_TOL);
+    // The other order gives a different result on this 9x11 map (timm's order is checked
+    // against timm in tests/parity.rs).
+    block.layout.order = PadOrder::RollThenPad;
+    let other = block.window_attention_2d(float(&io, "tv2d.x", &dev), None);
+    let want: Tensor<4> = float(&io, "tv2d.attn_out", &dev);
+    assert!((other - want).abs().max().into_scalar::<f32>() > 1e-2);
+}

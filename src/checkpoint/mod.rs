@@ -283,7 +283,7 @@ impl Florence {
         let mismatch = |reason: String| -> FlorenceError { CheckpointError::BufferMismatch { key: t.name.clone(), reason }.into() };
         let data = bridge::to_data(t).map_err(|e| mismatch(format!("unreadable: {e}")))?;
         if t.name.ends_with("relative_position_index") {
-            let (wh, ww) = block.attn.window;
+            let (wh, ww) = block.attn.window_2d();
             let want = relative_position_index([wh, ww]);
             let n = wh * ww;
             if t.shape.as_slice() != [n, n] {
@@ -342,7 +342,7 @@ impl Florence {
         for (i, stage) in self.image_encoder.layers.iter().enumerate() {
             let mask = stage.shift_mask(stage.resolution.0, stage.resolution.1, &device, DType::F32);
             for (j, block) in stage.blocks.iter().enumerate() {
-                let (wh, ww) = block.attn.window;
+                let (wh, ww) = block.attn.window_2d();
                 let n = wh * ww;
                 entries.push((
                     format!("image_encoder.layers.{i}.blocks.{j}.attn.relative_position_index"),

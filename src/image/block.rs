@@ -1,17 +1,20 @@
-//! The Swin transformer block: pre-LN window attention (optionally cyclically shifted) and a
-//! GELU MLP, each with a residual (Swin §3.1, timm `SwinTransformerBlock._attn`).
+//! The Swin transformer block: pre-LN window attention (optionally cyclically shifted) and an
+//! MLP, each with a residual (Swin §3.1, timm `SwinTransformerBlock`; Video Swin's
+//! `SwinTransformerBlock3D`). One block for 2D maps `[B, H, W, C]` and 3D maps `[B, T, H, W, C]`:
+//! the layout step ([`super::layout`]) is rank-specific, the attention, MLP and norms are shared.
 
 use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::prelude::*;
-use burn::tensor::ops::PadMode;
+use burn::tensor::DType;
 
 use super::attention::WindowAttention;
-use super::geometry::pad_to_multiple;
-use super::window::{window_partition, window_reverse};
+use super::geometry::{num_windows, shifted_window_mask, window_len};
+use super::layout::{BlockLayout, shifted_windows};
+use super::window::{window_partition, window_partition_3d, window_reverse, window_reverse_3d};
 pub use crate::layers::Mlp;
 use crate::layers::Activation;
 
-/// One Swin block. `shift` is `(0, 0)` for even blocks.
+/// One Swin block. `shift` is all zeros for even blocks.
 #[derive(Module, Debug)]
 pub struct SwinBlock {
     /// Pre-attention LayerNorm.
@@ -22,18 +25,28 @@ pub struct SwinBlock {
     pub norm2: LayerNorm,
     /// The MLP (exact GELU).
     pub mlp: Mlp,
-    /// Cyclic shift (rows, cols) applied before partitioning.
-    pub shift: (usize, usize),
+    /// Cyclic shift per axis at the config's image size (clamped there, as `attn.window` is).
+    #[module(skip)]
+    pub shift: Vec<usize>,
+    /// The unclamped shift (`window / 2` for odd blocks, else 0), used when the layout decides
+    /// windows at run time.
+    #[module(skip)]
+    pub nominal_shift: Vec<usize>,
+    /// Padding order, window decisions, bias rows of clamped windows.
+    #[module(skip)]
+    pub layout: BlockLayout,
 }
 
 impl SwinBlock {
-    /// Builds a block of width `dim`.
+    /// Builds a block of width `dim` with a `window` of rank 2 or 3 and its `shift` (both at the
+    /// config's image size), `nominal_shift` the shift before clamping.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         dim: usize,
         heads: usize,
-        window: (usize, usize),
-        shift: (usize, usize),
+        window: &[usize],
+        shift: &[usize],
+        nominal_shift: &[usize],
         mlp_ratio: f64,
         qkv_bias: bool,
         eps: f64,
@@ -44,35 +57,100 @@ impl SwinBlock {
             attn: WindowAttention::new(dim, heads, window, qkv_bias, device),
             norm2: LayerNormConfig::new(dim).with_epsilon(eps).init(device),
             mlp: Mlp::new(dim, (dim as f64 * mlp_ratio) as usize, Activation::Gelu, device),
-            shift,
+            shift: shift.to_vec(),
+            nominal_shift: nominal_shift.to_vec(),
+            layout: BlockLayout::default(),
         }
     }
 
-    /// Whether this block shifts its windows (and so needs the shifted-window mask).
+    /// Whether this block shifts its windows at the config's image size (and so has an
+    /// `attn_mask` buffer in the checkpoints).
     pub fn is_shifted(&self) -> bool {
-        self.shift != (0, 0)
+        self.shift.iter().any(|&s| s > 0)
     }
 
-    /// `x: [B, H, W, D] -> [B, H, W, D]`. `mask` is the `[nW, N, N]` shifted-window mask for the
-    /// padded map (only read when the block shifts).
-    ///
-    /// Order of operations follows timm (the reference for sizes that are not window multiples):
-    /// roll by `-shift`, zero-pad right/bottom to a window multiple, partition, attend, reverse,
-    /// crop to `H x W`, roll back.
+    /// The window and shift used on a map of spatial `size` (see [`BlockLayout::decide`]).
+    pub fn decide(&self, size: &[usize]) -> (Vec<usize>, Vec<usize>) {
+        self.layout.decide(size, &self.attn.window, &self.shift, &self.nominal_shift)
+    }
+
+    /// The shifted-window mask `[nW, N, N]` for a map of spatial `size` (padded to the window
+    /// this block uses there), or `None` where it does not shift there.
+    pub fn shift_mask(&self, size: &[usize], device: &Device, dtype: DType) -> Option<Tensor<3>> {
+        let (window, shift) = self.decide(size);
+        if shift.iter().all(|&s| s == 0) {
+            return None;
+        }
+        let padded: Vec<usize> = size.iter().zip(&window).map(|(&n, &w)| n.div_ceil(w) * w).collect();
+        let (n, nw, mask) = match (padded.as_slice(), window.as_slice(), shift.as_slice()) {
+            (&[a, b], &[c, d], &[e, f]) => (window_len([c, d]), num_windows([a, b], [c, d]), shifted_window_mask([a, b], [c, d], [e, f])),
+            (&[a, b, c], &[d, e, f], &[g, h, i]) => {
+                (window_len([d, e, f]), num_windows([a, b, c], [d, e, f]), shifted_window_mask([a, b, c], [d, e, f], [g, h, i]))
+            }
+            _ => return None,
+        };
+        Some(Tensor::from_data(TensorData::new(mask, [nw, n, n]), (device, dtype)))
+    }
+
+    /// `x: [B, H, W, D] -> [B, H, W, D]`. `mask` is the `[nW, N, N]` shifted-window mask for
+    /// this map (a stage computes it once for its blocks; `None` builds it here when needed).
     pub fn forward(&self, x: Tensor<4>, mask: Option<Tensor<3>>) -> Tensor<4> {
-        let [b, h, w, c] = x.dims();
-        let win = self.attn.window;
-        let y = self.norm1.forward(x.clone());
-        let (sh, sw) = (self.shift.0 as i64, self.shift.1 as i64);
-        let y = if self.is_shifted() { y.roll(&[-sh, -sw], &[1, 2]) } else { y };
-        let (ph, pw) = (pad_to_multiple(h, win.0), pad_to_multiple(w, win.1));
-        let y = if ph + pw > 0 { y.pad([(0, ph), (0, pw), (0, 0)], PadMode::Constant(0.0)) } else { y };
-        let (hp, wp) = (h + ph, w + pw);
-        let windows = self.attn.forward(window_partition(y, win), if self.is_shifted() { mask } else { None });
-        let y = window_reverse(windows, win, hp, wp);
-        let y = if ph + pw > 0 { y.slice([0..b, 0..h, 0..w, 0..c]) } else { y };
-        let y = if self.is_shifted() { y.roll(&[sh, sw], &[1, 2]) } else { y };
-        let x = x + y;
+        let x = x.clone() + self.window_attention_2d(self.norm1.forward(x), mask);
         x.clone() + self.mlp.forward(self.norm2.forward(x))
+    }
+
+    /// `x: [B, T, H, W, D] -> [B, T, H, W, D]` (Video Swin); `mask` as in [`Self::forward`].
+    pub fn forward_3d(&self, x: Tensor<5>, mask: Option<Tensor<3>>) -> Tensor<5> {
+        let x = x.clone() + self.window_attention_3d(self.norm1.forward(x), mask);
+        x.clone() + self.mlp.forward(self.norm2.forward(x))
+    }
+
+    /// The attention branch alone on a 2D map `[B, H, W, D]` (torchvision's
+    /// `ShiftedWindowAttention.forward`): layout, window attention, inverse layout.
+    pub fn window_attention_2d(&self, y: Tensor<4>, mask: Option<Tensor<3>>) -> Tensor<4> {
+        let [_, h, w, _] = y.dims();
+        let (window, shift) = self.decide(&[h, w]);
+        let win = (window[0], window[1]);
+        self.attend(y, &window, &shift, mask, |t| window_partition(t, win), |t, p| window_reverse(t, win, p[0], p[1]))
+    }
+
+    /// The attention branch alone on a 3D map `[B, T, H, W, D]` (torchvision's
+    /// `ShiftedWindowAttention3d.forward`).
+    pub fn window_attention_3d(&self, y: Tensor<5>, mask: Option<Tensor<3>>) -> Tensor<5> {
+        let [_, t, h, w, _] = y.dims();
+        let (window, shift) = self.decide(&[t, h, w]);
+        let win = [window[0], window[1], window[2]];
+        self.attend(y, &window, &shift, mask, |t| window_partition_3d(t, win), |t, p| {
+            window_reverse_3d(t, win, [p[0], p[1], p[2]])
+        })
+    }
+
+    /// The attention branch on a normalised map: layout, then the shared attention core.
+    fn attend<const D: usize>(
+        &self,
+        y: Tensor<D>,
+        window: &[usize],
+        shift: &[usize],
+        mask: Option<Tensor<3>>,
+        partition: impl FnOnce(Tensor<D>) -> Tensor<3>,
+        reverse: impl FnOnce(Tensor<3>, &[usize]) -> Tensor<D>,
+    ) -> Tensor<D> {
+        let bias = self.attn.relative_position_bias_for(window, self.layout.index_slice);
+        let shifted = shift.iter().any(|&s| s > 0);
+        let dims = y.dims();
+        let size = dims[1..D - 1].to_vec();
+        let (device, dtype) = (y.device(), y.dtype());
+        shifted_windows(
+            y,
+            window,
+            shift,
+            self.layout.order,
+            partition,
+            |windows, _padded| {
+                let mask = if shifted { mask.or_else(|| self.shift_mask(&size, &device, dtype)) } else { None };
+                self.attn.forward_with_bias(windows, bias, mask)
+            },
+            reverse,
+        )
     }
 }

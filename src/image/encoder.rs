@@ -29,6 +29,45 @@ impl FeatureMap {
     }
 }
 
+/// What a stage gives an adapter, known without running a forward (timm's `feature_info`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FeatureInfo {
+    /// Stage index.
+    pub stage: usize,
+    /// Channels of its map, `C * 2^i`.
+    pub channels: usize,
+    /// Input pixels per map pixel (4, 8, 16, 32).
+    pub stride: usize,
+    /// The module path of the stage (`layers.{i}`).
+    pub module: String,
+}
+
+/// What [`ImageEncoder::forward_intermediates`] returns.
+#[derive(Debug, Clone)]
+pub struct Intermediates {
+    /// The chosen stages' maps, `[B, C_i, H_i, W_i]` (NCHW), in the order asked for, each after
+    /// its output norm where the encoder has one (see [`ImageEncoder::with_out_norms`]).
+    pub maps: Vec<Tensor<4>>,
+    /// The last stage's tokens after the final norm, before pooling: `[B, h * w, C_last]`
+    /// (row-major over the map; METER's image tokens).
+    pub tokens: Tensor<3>,
+    /// The last stage's map size `(h, w)`.
+    pub grid: (usize, usize),
+}
+
+impl ImageEncoderConfig {
+    /// Channels and stride of every stage, from the config alone.
+    pub fn feature_info(&self) -> Vec<FeatureInfo> {
+        let stem = match self.embedding {
+            EmbeddingKind::Patch => self.patch_size,
+            EmbeddingKind::Conv => 4,
+        };
+        (0..self.num_stages())
+            .map(|i| FeatureInfo { stage: i, channels: self.stage_dim(i), stride: stem << i, module: format!("layers.{i}") })
+            .collect()
+    }
+}
+
 /// Swin/CoSwin image encoder. Keys: `patch_embed.*`, `layers.{i}.*`, `norm.*`.
 #[derive(Module, Debug)]
 pub struct ImageEncoder {
@@ -44,6 +83,9 @@ pub struct ImageEncoder {
     pub min_side: usize,
     /// Input pixels per stage-0 pixel (4 for both stems).
     pub stem_stride: usize,
+    /// Optional per-stage output norms for adapters (detection backbones carry `norm{i}`
+    /// layers on the stages they output); empty for the two-tower model.
+    pub out_norms: Vec<Option<LayerNorm>>,
 }
 
 impl ImageEncoderConfig {
@@ -65,9 +107,13 @@ impl ImageEncoderConfig {
             let (window, shift) = self.stage_window(i);
             let blocks = (0..self.depths[i])
                 .map(|j| {
-                    let s = if j % 2 == 1 { shift } else { (0, 0) };
-                    let mut block = SwinBlock::new(d, self.num_heads[i], window, s, self.mlp_ratio, self.qkv_bias, eps, device);
+                    let odd = j % 2 == 1;
+                    let s = if odd { [shift.0, shift.1] } else { [0, 0] };
+                    let nominal = if odd { [window.0 / 2, window.1 / 2] } else { [0, 0] };
+                    let (win, heads) = ([window.0, window.1], self.num_heads[i]);
+                    let mut block = SwinBlock::new(d, heads, &win, &s, &nominal, self.mlp_ratio, self.qkv_bias, eps, device);
                     block.attn.attention = self.attention;
+                    block.layout = self.layout;
                     block
                 })
                 .collect();
@@ -91,6 +137,7 @@ impl ImageEncoderConfig {
                 EmbeddingKind::Patch => self.patch_size,
                 EmbeddingKind::Conv => 4,
             },
+            out_norms: Vec::new(),
         })
     }
 }
@@ -143,6 +190,44 @@ impl ImageEncoder {
             x = next;
         }
         Ok((maps, self.norm.forward(x)))
+    }
+
+    /// Adds a LayerNorm on the output of each of `stages` (freshly initialised; weights load as
+    /// any other), as detection backbones have (`norm{i}` in mmdetection's Swin).
+    pub fn with_out_norms(mut self, stages: &[usize], eps: f64, device: &Device) -> Self {
+        self.out_norms = (0..self.layers.len())
+            .map(|i| {
+                stages.contains(&i).then(|| {
+                    let c = self.layers[i].blocks.first().map_or(0, |b| b.norm1.gamma.dims()[0]);
+                    LayerNormConfig::new(c).with_epsilon(eps).init(device)
+                })
+            })
+            .collect();
+        self
+    }
+
+    /// Runs the encoder once and returns the maps of `stages` (NCHW, after their output norms)
+    /// and the final tokens before pooling. Window and shift decisions follow the config's
+    /// `layout` (set `mode: runtime` for inputs far from `image_size`, e.g. 800x1333 detection
+    /// inputs). `images: [B, C, H, W]`.
+    pub fn forward_intermediates(&self, images: Tensor<4>, stages: &[usize]) -> Result<Intermediates> {
+        if let Some(&bad) = stages.iter().find(|&&i| i >= self.layers.len()) {
+            return Err(FlorenceError::Input(format!("stage {bad} does not exist: the encoder has {} stages", self.layers.len())));
+        }
+        let (maps, last) = self.forward_stages(images)?;
+        let out = stages
+            .iter()
+            .map(|&i| {
+                let t = maps[i].tensor.clone();
+                let t = match self.out_norms.get(i) {
+                    Some(Some(norm)) => norm.forward(t),
+                    _ => t,
+                };
+                t.permute([0, 3, 1, 2])
+            })
+            .collect();
+        let [b, h, w, c] = last.dims();
+        Ok(Intermediates { maps: out, tokens: last.reshape([b, h * w, c]), grid: (h, w) })
     }
 
     /// Per-stage feature maps with their channels and strides (for detection necks).

@@ -5,8 +5,9 @@ pub mod block;
 pub mod embed;
 pub mod encoder;
 pub mod geometry;
+pub mod layout;
 pub mod merge;
 pub mod stage;
 pub mod window;
 
-pub use encoder::{FeatureMap, ImageEncoder};
+pub use encoder::{FeatureInfo, FeatureMap, ImageEncoder, Intermediates};

@@ -7,7 +7,6 @@ use burn::tensor::DType;
 
 use super::block::SwinBlock;
 use super::embed::ConvEmbed;
-use super::geometry::{num_windows, padded_size, shifted_window_mask, window_len};
 use super::merge::PatchMerging;
 
 /// Between-stage downsampling: Swin patch merging or a CvT 3x3 stride-2 conv embedding.
@@ -43,15 +42,9 @@ pub struct Stage {
 
 impl Stage {
     /// The shifted-window mask `[nW, N, N]` for an `h x w` map, in `dtype` (the activations'),
-    /// shared by every shifted block of the stage (None when no block shifts).
+    /// shared by every shifted block of the stage (None when no block shifts at that size).
     pub fn shift_mask(&self, h: usize, w: usize, device: &Device, dtype: DType) -> Option<Tensor<3>> {
-        let blk = self.blocks.iter().find(|b| b.is_shifted())?;
-        let win = blk.attn.window;
-        let (window, shift) = ([win.0, win.1], [blk.shift.0, blk.shift.1]);
-        let padded = padded_size([h, w], window);
-        let (n, nw) = (window_len(window), num_windows(padded, window));
-        let mask = shifted_window_mask(padded, window, shift);
-        Some(Tensor::from_data(TensorData::new(mask, [nw, n, n]), (device, dtype)))
+        self.blocks.iter().find_map(|b| b.shift_mask(&[h, w], device, dtype))
     }
 
     /// `x: [B, H, W, D]` -> (`features`: the blocks' output `[B, H, W, D]`, `next`: the
