@@ -120,6 +120,18 @@ pub enum CheckpointError {
         sample: String,
     },
 
+    /// The file holds tensors, but none of the module being loaded (the generic loader's
+    /// version of [`CheckpointError::NotAFlorenceModel`]).
+    #[error("{path} is not a checkpoint of this model: none of its {count} tensors belong to it (first keys: {sample})")]
+    NotThisModel {
+        /// The file.
+        path: PathBuf,
+        /// How many tensors it holds.
+        count: usize,
+        /// A few of its keys.
+        sample: String,
+    },
+
     /// Tensors the model needs are absent.
     #[error("checkpoint is missing {} tensor(s) the model needs: {}{}", keys.len(), preview(keys), hint_config())]
     MissingKeys {

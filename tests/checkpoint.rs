@@ -338,3 +338,71 @@ fn checkpoint_limits_are_typed_errors() {
         }
     }
 }
+
+/// A module that is not the two-tower model, for the generic loader: cross-attention and a norm,
+/// field names after `nn.MultiheadAttention`'s keys.
+#[derive(Module, Debug)]
+struct CrossBlock {
+    attn: florence::layers::MultiHeadAttention,
+    norm: burn::nn::LayerNorm,
+}
+
+/// The generic strict loader on a second module type, with a key-map table: torch's
+/// `cross.in_proj_weight` etc. (`tests/fixtures/mha.safetensors`) load without conversion and
+/// reproduce torch's output; the same strictness errors as the two-tower model's.
+#[test]
+fn generic_loader_is_strict_for_any_module() {
+    use florence::checkpoint::loader::{KeyMap, load_module};
+    let dev = device();
+    let fixture = raw("mha.safetensors");
+    let mut weights: Raw = fixture
+        .iter()
+        .filter(|(k, _)| k.starts_with("cross.") && (k.contains("proj")))
+        .map(|(k, v)| (format!("model.{k}"), v.clone()))
+        .collect();
+    let ones: Vec<u8> = (0..16).flat_map(|_| 1.0f32.to_le_bytes()).collect();
+    weights.insert("model.cross.norm.weight".into(), (Dtype::F32, vec![16], ones));
+    weights.insert("model.cross.norm.bias".into(), (Dtype::F32, vec![16], vec![0u8; 64]));
+    let renames = [("cross.norm.", "norm."), ("cross.", "attn."), ("in_proj_weight", "in_proj.weight"), ("in_proj_bias", "in_proj.bias")];
+    let layout = KeyMap {
+        strip_prefix: "model.".into(),
+        renames: renames.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+    };
+    let fresh = || CrossBlock {
+        attn: florence::layers::MultiHeadAttention::new(16, 4, true, &dev),
+        norm: burn::nn::LayerNormConfig::new(16).init(&dev),
+    };
+    let load = |w: &Raw, tag: &str| {
+        let p = tmp(&format!("cross-{tag}.safetensors"));
+        write(w, &p);
+        let mut m = fresh();
+        load_module(&mut m, &p, &layout).map(|r| (m, r))
+    };
+    let (m, report) = load(&weights, "ok").unwrap();
+    assert_eq!(report.loaded, 6);
+    let io = load_fixture("mha.safetensors");
+    let pad: Tensor<2, Bool> = int::<2>(&io, "cross.key_padding_mask", &dev).equal_elem(1);
+    let mask = florence::layers::key_padding_mask(pad, 5, DType::F32);
+    let out = m.attn.forward_cross(float(&io, "cross.q", &dev), float(&io, "cross.kv", &dev), Some(mask));
+    assert_close("loaded cross-attention", out, float(&io, "cross.out", &dev), F32_TOL);
+
+    let err = |w: &Raw, tag: &str| match load(w, tag) {
+        Err(FlorenceError::Checkpoint(e)) => e,
+        other => panic!("{tag}: {:?}", other.map(|(_, r)| r)),
+    };
+    let mut missing = weights.clone();
+    missing.remove("model.cross.out_proj.bias");
+    assert!(matches!(err(&missing, "missing"), CheckpointError::MissingKeys { keys } if keys == ["attn.out_proj.bias"]));
+    let mut extra = weights.clone();
+    extra.insert("model.extra.weight".into(), (Dtype::F32, vec![1], vec![0u8; 4]));
+    assert!(matches!(err(&extra, "extra"), CheckpointError::UnexpectedKeys { keys } if keys == ["extra.weight"]));
+    let mut shape = weights.clone();
+    shape.insert("model.cross.norm.bias".into(), (Dtype::F32, vec![8], vec![0u8; 32]));
+    let e = err(&shape, "shape");
+    assert!(matches!(&e, CheckpointError::ShapeMismatch { key, expected, found } if key == "norm.bias" && expected == &[16] && found == &[8]), "{e}");
+    let mut nan = weights.clone();
+    nan.insert("model.cross.norm.weight".into(), (Dtype::F32, vec![16], (0..16).flat_map(|_| f32::NAN.to_le_bytes()).collect()));
+    assert!(matches!(err(&nan, "nan"), CheckpointError::NonFinite { key, count: 16, first: 0 } if key == "norm.weight"));
+    let other: Raw = [("backbone.conv.weight".to_string(), (Dtype::F32, vec![1], vec![0u8; 4]))].into();
+    assert!(matches!(err(&other, "other"), CheckpointError::UnexpectedKeys { .. } | CheckpointError::NotThisModel { .. }));
+}

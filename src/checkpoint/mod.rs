@@ -26,9 +26,11 @@
 //! | `layers.{i}.downsample.*` | `layers.{i}.downsample.*` (enum variant skipped) | `Downsample::{Merge, Conv}` |
 //! | `*.attn.relative_position_index`, `*.attn_mask` | not parameters | recomputed, and checked |
 
+pub mod convert;
 pub mod format;
 pub mod infer;
 pub mod keys;
+pub mod loader;
 mod pth;
 mod pickle_scan;
 
@@ -37,10 +39,7 @@ use std::path::Path;
 
 use burn::prelude::*;
 use burn::store::burn_pack::Tensor as PackTensor;
-use burn::store::{
-    ApplyError, BurnToPyTorchAdapter, BurnpackStore, FloatCastAdapter, ModuleAdapter, ModuleContext, ModuleSnapshot,
-    PyTorchToBurnAdapter, bridge,
-};
+use burn::store::{BurnToPyTorchAdapter, BurnpackStore, ModuleSnapshot, bridge};
 use burn::tensor::DType;
 
 pub use format::Format;
@@ -67,54 +66,36 @@ pub struct LoadReport {
     pub dtypes: BTreeMap<String, usize>,
 }
 
-/// 0-D PyTorch scalars (`logit_scale`) into the `[1]` parameter Burn uses.
-#[derive(Clone)]
-struct ScalarToRank1;
+/// The two-tower model's checkpoint layout: UniCL's three key conventions ([`keys`]) mapped to
+/// convention A, the packed `in_proj` rename, and the recomputed `relative_position_index` /
+/// `attn_mask` buffers compared with the config's.
+struct FlorenceLayout;
 
-impl ModuleAdapter for ScalarToRank1 {
-    fn adapt(&self, t: PackTensor, _: ModuleContext<'_>) -> PackTensor {
-        if !t.shape.is_empty() {
-            return t;
-        }
-        let (name, dtype) = (t.name.clone(), t.dtype);
-        bridge::map_data(t, name, dtype, [1].into(), |d: TensorData| {
-            let dtype = d.dtype();
-            TensorData::from_bytes_vec(d.as_bytes().to_vec(), [1], dtype)
-        })
+impl loader::Layout<Florence> for FlorenceLayout {
+    fn rename(&self, tensors: BTreeMap<String, PackTensor>) -> (Vec<PackTensor>, Option<Convention>) {
+        let unwrapped = keys::strip_wrappers(tensors);
+        let conv = keys::detect(unwrapped.keys());
+        let renamed = unwrapped
+            .into_iter()
+            .map(|(k, mut t)| {
+                t.name = keys::canonical(&k, conv);
+                t
+            })
+            .collect();
+        (renamed, Some(conv))
     }
-    fn clone_box(&self) -> Box<dyn ModuleAdapter> {
-        Box::new(self.clone())
+
+    fn recognises(&self, key: &str) -> bool {
+        key.starts_with("image_encoder.") || key.starts_with("text_encoder.") || key == "logit_scale"
     }
-}
 
-/// The number of NaN or infinite values in float `data` and the flat index of the first, or
-/// `None` when every value is finite (or the data is not float).
-fn non_finite(data: &TensorData) -> Option<(usize, usize)> {
-    // Read from the little-endian bytes rather than `TensorData::iter`, whose slice cast
-    // panics on bytes that are not aligned for the element type (file data need not be).
-    // A value is NaN or infinite exactly when its exponent bits are all ones.
-    let (width, exponent): (usize, u64) = match data.dtype() {
-        DType::F64 => (8, 0x7ff0_0000_0000_0000),
-        DType::F32 | DType::Flex32 => (4, 0x7f80_0000),
-        DType::F16 => (2, 0x7c00),
-        DType::BF16 => (2, 0x7f80),
-        _ => return None,
-    };
-    let mut bad = data.as_bytes().chunks_exact(width).enumerate().filter_map(|(i, c)| {
-        let bits = c.iter().rev().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
-        (bits & exponent == exponent).then_some(i)
-    });
-    let first = bad.next()?;
-    Some((1 + bad.count(), first))
-}
+    fn not_this_model(&self, path: &Path, count: usize, sample: String) -> CheckpointError {
+        CheckpointError::NotAFlorenceModel { path: path.into(), count, sample }
+    }
 
-/// Whether `found` fits a parameter of shape `expected` (a 0-D scalar fits `[1]`).
-fn shape_fits(expected: &[usize], found: &[usize]) -> bool {
-    expected == found || (expected == [1] && found.is_empty())
-}
-
-fn dtype_name(d: DType) -> String {
-    format!("{d:?}")
+    fn check_buffer(&self, model: &Florence, t: &PackTensor) -> Option<Result<bool>> {
+        keys::is_known_buffer(&t.name).then(|| model.check_buffer(t))
+    }
 }
 
 impl Florence {
@@ -125,146 +106,12 @@ impl Florence {
         Ok(model)
     }
 
-    /// Loads a checkpoint into this model, strictly. Every key, shape, dtype and buffer is checked,
-    /// and every tensor's data is read and checked for NaN and infinite values, before any tensor
-    /// is applied, so a bad file leaves the model unchanged.
+    /// Loads a checkpoint into this model, strictly (see [`loader::load_module`]): every key,
+    /// shape, dtype and buffer is checked, and every tensor's data is read and checked for NaN
+    /// and infinite values, before any tensor is applied, so a bad file leaves the model
+    /// unchanged.
     pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<LoadReport> {
-        let path = path.as_ref();
-        let format = format::detect(path)?;
-        let raw = format::read_tensors(path, format)?;
-        let mut dtypes = BTreeMap::new();
-        for t in raw.values() {
-            *dtypes.entry(dtype_name(t.dtype)).or_insert(0) += 1;
-        }
-        let burn_names = format == Format::Burnpack || raw.keys().any(|k| k.ends_with(".gamma"));
-        let (tensors, convention, expected_adapter): (Vec<PackTensor>, _, Option<Box<dyn ModuleAdapter>>) =
-            if burn_names {
-                (raw.into_values().collect(), None, None)
-            } else {
-                let unwrapped = keys::strip_wrappers(raw);
-                let conv = keys::detect(unwrapped.keys());
-                let renamed = unwrapped
-                    .into_iter()
-                    .map(|(k, mut t)| {
-                        t.name = keys::canonical(&k, conv);
-                        t
-                    })
-                    .collect();
-                (renamed, Some(conv), Some(Box::new(BurnToPyTorchAdapter)))
-            };
-        if !tensors.iter().any(|t| {
-            let n = t.name.as_str();
-            n.starts_with("image_encoder.") || n.starts_with("text_encoder.") || n == "logit_scale"
-        }) {
-            let sample = tensors.iter().take(5).map(|t| t.name.clone()).collect::<Vec<_>>().join(", ");
-            return Err(CheckpointError::NotAFlorenceModel { path: path.into(), count: tensors.len(), sample }.into());
-        }
-
-        // What the model expects, in the file's naming, with each tensor's position in the module
-        // tree (so that a mismatch is reported at the earliest layer). Burn's own files keep enum
-        // variant names in their paths (`downsample.Merge.norm.gamma`); PyTorch layouts do not.
-        let skip_enum_variants = !burn_names;
-        let expected: HashMap<String, (usize, Vec<usize>)> = self
-            .collect(None, expected_adapter, skip_enum_variants)
-            .into_iter()
-            .enumerate()
-            .map(|(i, t)| (t.name.clone(), (i, t.shape.to_vec())))
-            .collect();
-
-        let mut params = Vec::with_capacity(expected.len());
-        let mut unexpected = Vec::new();
-        let mut mismatched: Option<(usize, CheckpointError)> = None;
-        let mut buffers_checked = 0;
-        for t in tensors {
-            if !burn_names && keys::is_known_buffer(&t.name) {
-                if self.check_buffer(&t)? {
-                    buffers_checked += 1;
-                } else {
-                    unexpected.push(t.name.clone());
-                }
-                continue;
-            }
-            match expected.get(&t.name) {
-                None => unexpected.push(t.name.clone()),
-                Some((pos, shape)) => {
-                    if !shape_fits(shape, &t.shape) {
-                        if mismatched.as_ref().is_none_or(|(p, _)| pos < p) {
-                            let e = CheckpointError::ShapeMismatch {
-                                key: t.name.clone(),
-                                expected: shape.clone(),
-                                found: t.shape.to_vec(),
-                            };
-                            mismatched = Some((*pos, e));
-                        }
-                        continue;
-                    }
-                    if !t.dtype.is_float() {
-                        return Err(CheckpointError::DType { key: t.name.clone(), found: dtype_name(t.dtype) }.into());
-                    }
-                    params.push(t);
-                }
-            }
-        }
-        if let Some((_, e)) = mismatched {
-            return Err(e.into());
-        }
-        let present: std::collections::HashSet<&str> = params.iter().map(|t| t.name.as_str()).collect();
-        let mut missing: Vec<String> = expected.keys().filter(|k| !present.contains(k.as_str())).cloned().collect();
-        if !missing.is_empty() {
-            missing.sort();
-            return Err(CheckpointError::MissingKeys { keys: missing }.into());
-        }
-        if !unexpected.is_empty() {
-            unexpected.sort();
-            return Err(CheckpointError::UnexpectedKeys { keys: unexpected }.into());
-        }
-
-        // Every tensor's data is read (once) and checked before any is applied: a NaN or an
-        // infinity would otherwise make every output NaN without an error.
-        let params = params
-            .into_iter()
-            .map(|t| {
-                let (name, param_id) = (t.name.clone(), t.param_id);
-                let data = bridge::into_data(t).map_err(|e| CheckpointError::Corrupt {
-                    path: path.into(),
-                    format: format.name(),
-                    reason: format!("tensor `{name}`: {e}"),
-                })?;
-                if let Some((count, first)) = non_finite(&data) {
-                    return Err(CheckpointError::NonFinite { key: name, count, first });
-                }
-                Ok(bridge::from_data(data, name, param_id))
-            })
-            .collect::<Result<Vec<_>, CheckpointError>>()?;
-
-        // Everything is accounted for; apply.
-        let float = self.logit_scale.val().dtype();
-        let cast = FloatCastAdapter::to(float);
-        let adapter: Box<dyn ModuleAdapter> = if burn_names {
-            Box::new(cast)
-        } else {
-            Box::new(PyTorchToBurnAdapter.chain(ScalarToRank1).chain(cast))
-        };
-        let loaded = params.len();
-        let result = self.apply(params, None, Some(adapter), skip_enum_variants);
-        if let Some(e) = result.errors.first() {
-            return Err(match e {
-                ApplyError::ShapeMismatch { path, expected, found } => CheckpointError::ShapeMismatch {
-                    key: path.clone(),
-                    expected: expected.to_vec(),
-                    found: found.to_vec(),
-                },
-                ApplyError::DTypeMismatch { path, found, .. } => {
-                    CheckpointError::DType { key: path.clone(), found: dtype_name(*found) }
-                }
-                other => CheckpointError::Corrupt { path: path.into(), format: format.name(), reason: other.to_string() },
-            }
-            .into());
-        }
-        if !result.missing.is_empty() {
-            return Err(CheckpointError::MissingKeys { keys: result.missing.iter().map(|(p, _)| p.clone()).collect() }.into());
-        }
-        Ok(LoadReport { format, convention, loaded, buffers_checked, dtypes })
+        loader::load_module(self, path.as_ref(), &FlorenceLayout)
     }
 
     /// Compares a known buffer with the value the model recomputes. `Ok(false)` when the model
