@@ -26,9 +26,7 @@ fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let e = florence::ops::to_vec_f32(model.encode_image(pixels)?)?;
         let ms = t.elapsed().as_secs_f64() * 1e3;
-        let diff = reference
-            .as_ref()
-            .map(|r| r.iter().zip(&e).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max));
+        let diff = reference.as_ref().map(|r| r.iter().zip(&e).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max));
         println!(
             "{name:>6}: embedding[0..3] = {:?}  ({ms:.1} ms, first call includes kernel compilation){}",
             &e[..3],

@@ -105,13 +105,21 @@ fn main() -> Result<()> {
     // 1. Parity on this device: 7x7 (Swin), 12x12 (Swin at 384) and 8x7x7 (video) windows.
     let mut failed = false;
     let ad = device.clone().autodiff();
-    for (bw, nw, n, heads, hd) in [(12usize, 4usize, 49usize, 4usize, 32usize), (6, 2, 144, 3, 32), (2, 1, 392, 2, 32)] {
+    for (bw, nw, n, heads, hd) in [(12usize, 4usize, 49usize, 4usize, 32usize), (6, 2, 144, 3, 32), (2, 1, 392, 2, 32)]
+    {
         let scale = (hd as f64).powf(-0.5);
         let (qkv, bias) = inputs(bw, nw, n, heads, hd, &device);
         let want = window_attention_reference(qkv.clone(), bias.clone(), heads, scale);
-        let fwd = max_rel(window_attention(qkv.clone(), bias.clone(), heads, scale, AttentionKind::Fused), want.clone());
+        let fwd =
+            max_rel(window_attention(qkv.clone(), bias.clone(), heads, scale, AttentionKind::Fused), want.clone());
         let f16 = if device.supports_dtype(DType::F16) {
-            let got = window_attention(qkv.clone().cast(DType::F16), bias.clone().cast(DType::F16), heads, scale, AttentionKind::Fused);
+            let got = window_attention(
+                qkv.clone().cast(DType::F16),
+                bias.clone().cast(DType::F16),
+                heads,
+                scale,
+                AttentionKind::Fused,
+            );
             max_rel(got.cast(DType::F32), want)
         } else {
             f32::NAN

@@ -17,9 +17,13 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--config" => config = args.next().ok_or_else(|| anyhow::anyhow!("--config needs a preset or a JSON file"))?,
+            "--config" => {
+                config = args.next().ok_or_else(|| anyhow::anyhow!("--config needs a preset or a JSON file"))?
+            }
             "--weights" => weights = args.next().ok_or_else(|| anyhow::anyhow!("--weights needs a path"))?,
-            other => anyhow::bail!("unknown argument `{other}`; usage: load_checkpoint [--config PRESET|FILE] [--weights PATH]"),
+            other => anyhow::bail!(
+                "unknown argument `{other}`; usage: load_checkpoint [--config PRESET|FILE] [--weights PATH]"
+            ),
         }
     }
     let device = florence::device::default_device()?;

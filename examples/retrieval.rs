@@ -29,7 +29,9 @@ fn main() -> anyhow::Result<()> {
             "--config" => config = value()?,
             "--folder" => folder = value()?,
             "--query" => query = value()?,
-            other => anyhow::bail!("unknown argument `{other}`; usage: retrieval [--weights W --config C] [--folder DIR] [--query TEXT]"),
+            other => anyhow::bail!(
+                "unknown argument `{other}`; usage: retrieval [--weights W --config C] [--folder DIR] [--query TEXT]"
+            ),
         }
     }
     let device = florence::device::default_device()?;

@@ -46,7 +46,16 @@ fn main() -> anyhow::Result<()> {
         device = device.gradient_checkpointing();
     }
     let model = florence::train::canonical_param_ids(config.init(&device)?).train();
-    let opt = OptimizerConfig { lr: 1e-4, min_lr: 0.0, warmup_steps: 0, total_steps: steps + 1, weight_decay: 0.05, betas: (0.9, 0.999), eps: 1e-8, clip_grad_norm: None };
+    let opt = OptimizerConfig {
+        lr: 1e-4,
+        min_lr: 0.0,
+        warmup_steps: 0,
+        total_steps: steps + 1,
+        weight_decay: 0.05,
+        betas: (0.9, 0.999),
+        eps: 1e-8,
+        clip_grad_norm: None,
+    };
     let mut optim = opt.init(&model)?;
     let s = config.image.image_size;
     let (l, vocab) = (config.text.context_length, config.text.vocab_size as i64);

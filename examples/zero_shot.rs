@@ -26,7 +26,8 @@ fn main() -> anyhow::Result<()> {
     let mut weights: Option<String> = None;
     let mut config: Option<String> = None;
     let mut image = format!("{ROOT}/assets/shapes/images/yellow_circle.png");
-    let mut labels = std::fs::read_to_string(format!("{ROOT}/assets/shapes/labels.txt"))?.lines().collect::<Vec<_>>().join(",");
+    let mut labels =
+        std::fs::read_to_string(format!("{ROOT}/assets/shapes/labels.txt"))?.lines().collect::<Vec<_>>().join(",");
     let mut templates = format!("{ROOT}/assets/shapes/shapes-templates.txt");
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -47,7 +48,10 @@ fn main() -> anyhow::Result<()> {
     // preset the checkpoint's shapes match.
     let (weights, config) = match weights {
         Some(w) => (w, config),
-        None => (format!("{ROOT}/assets/shapes/model.safetensors"), config.or(Some(format!("{ROOT}/assets/shapes/config.json")))),
+        None => (
+            format!("{ROOT}/assets/shapes/model.safetensors"),
+            config.or(Some(format!("{ROOT}/assets/shapes/config.json"))),
+        ),
     };
     let config = match config {
         Some(c) => FlorenceConfig::from_preset_or_file(&c)?,

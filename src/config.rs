@@ -141,15 +141,8 @@ fn default_logit_scale() -> f64 {
 }
 
 /// Names accepted by [`FlorenceConfig::preset`].
-pub const PRESETS: &[&str] = &[
-    "unicl-swin-t",
-    "unicl-swin-b",
-    "coswin-t",
-    "florence-coswin-h",
-    "tiny",
-    "tiny-coswin",
-    "tiny-clip",
-];
+pub const PRESETS: &[&str] =
+    &["unicl-swin-t", "unicl-swin-b", "coswin-t", "florence-coswin-h", "tiny", "tiny-coswin", "tiny-clip"];
 
 impl ImageEncoderConfig {
     /// Swin-T (UniCL `configs/unicl_swin_tiny.yaml`): C=96, depths `[2, 2, 6, 2]`, heads `[3, 6, 12, 24]`, window 7, 224.
@@ -237,11 +230,7 @@ impl ImageEncoderConfig {
             return err("depths must list at least one stage".into());
         }
         if self.depths.len() != self.num_heads.len() {
-            return err(format!(
-                "depths has {} stages but num_heads has {}",
-                self.depths.len(),
-                self.num_heads.len()
-            ));
+            return err(format!("depths has {} stages but num_heads has {}", self.depths.len(), self.num_heads.len()));
         }
         if self.depths.len() > 8 {
             return err(format!("{} stages is more than the 8 supported", self.depths.len()));
@@ -317,7 +306,15 @@ impl ImageEncoderConfig {
 impl TextEncoderConfig {
     /// The UniCL Swin-T/B text tower: CLIP BPE vocabulary, 77 tokens, width 512, 8 heads, 12 layers.
     pub fn unicl() -> Self {
-        Self { vocab_size: 49_408, context_length: 77, width: 512, heads: 8, layers: 12, causal: true, layer_norm_eps: 1e-12 }
+        Self {
+            vocab_size: 49_408,
+            context_length: 77,
+            width: 512,
+            heads: 8,
+            layers: 12,
+            causal: true,
+            layer_norm_eps: 1e-12,
+        }
     }
 
     /// Checks that the config describes a buildable encoder.
@@ -341,7 +338,12 @@ impl TextEncoderConfig {
         check("`text.width`", self.width as u64, width, "max_model_width")?;
         check("`text.heads`", self.heads as u64, width, "max_model_width")?;
         check("`text.layers`", self.layers as u64, limits.max_model_depth as u64, "max_model_depth")?;
-        check("the text tower's parameter count", self.num_params() as u64, limits.max_model_params, "max_model_params")?;
+        check(
+            "the text tower's parameter count",
+            self.num_params() as u64,
+            limits.max_model_params,
+            "max_model_params",
+        )?;
         Ok(())
     }
 
@@ -368,7 +370,13 @@ impl FlorenceConfig {
     ///   `tiny-clip`: `tiny` with the CLIP vocabulary and context (end-to-end tests).
     pub fn preset(name: &str) -> Result<Self> {
         let c = match name {
-            "unicl-swin-t" => Self { image: ImageEncoderConfig::swin_t(), text: TextEncoderConfig::unicl(), projection_dim: 512, logit_scale_init: 1.0, preprocess: None },
+            "unicl-swin-t" => Self {
+                image: ImageEncoderConfig::swin_t(),
+                text: TextEncoderConfig::unicl(),
+                projection_dim: 512,
+                logit_scale_init: 1.0,
+                preprocess: None,
+            },
             "unicl-swin-b" => Self { image: ImageEncoderConfig::swin_b(), ..Self::preset("unicl-swin-t")? },
             "coswin-t" => Self {
                 image: ImageEncoderConfig { embedding: EmbeddingKind::Conv, ..ImageEncoderConfig::swin_t() },
@@ -396,7 +404,15 @@ impl FlorenceConfig {
                     window_size: 4,
                     ..ImageEncoderConfig::swin_t()
                 },
-                text: TextEncoderConfig { vocab_size: 1000, context_length: 16, width: 32, heads: 4, layers: 2, causal: true, layer_norm_eps: 1e-12 },
+                text: TextEncoderConfig {
+                    vocab_size: 1000,
+                    context_length: 16,
+                    width: 32,
+                    heads: 4,
+                    layers: 2,
+                    causal: true,
+                    layer_norm_eps: 1e-12,
+                },
                 projection_dim: 24,
                 logit_scale_init: 1.0,
                 preprocess: None,
@@ -452,7 +468,12 @@ impl FlorenceConfig {
         let limits = crate::limits::get();
         let width = limits.max_model_width as u64;
         crate::limits::check("`projection_dim`", self.projection_dim as u64, width, "max_model_width")?;
-        crate::limits::check("the model's parameter count", self.num_params() as u64, limits.max_model_params, "max_model_params")?;
+        crate::limits::check(
+            "the model's parameter count",
+            self.num_params() as u64,
+            limits.max_model_params,
+            "max_model_params",
+        )?;
         Ok(())
     }
 
@@ -482,7 +503,8 @@ impl FlorenceConfig {
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = crate::limits::read_text_file(path)?;
-        let c: Self = serde_json::from_str(&text).map_err(|source| FlorenceError::ConfigParse { path: path.into(), source })?;
+        let c: Self =
+            serde_json::from_str(&text).map_err(|source| FlorenceError::ConfigParse { path: path.into(), source })?;
         c.validate()?;
         Ok(c)
     }
@@ -572,7 +594,8 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("text"));
         let e = FlorenceConfig::from_json("{\"image\": 3}").unwrap_err();
         assert!(matches!(e, FlorenceError::ConfigParse { .. }), "{e}");
-        let mut v: serde_json::Value = serde_json::from_str(&FlorenceConfig::preset("tiny").unwrap().to_json()).unwrap();
+        let mut v: serde_json::Value =
+            serde_json::from_str(&FlorenceConfig::preset("tiny").unwrap().to_json()).unwrap();
         v["image"]["windw_size"] = 7.into();
         let e = FlorenceConfig::from_json(&v.to_string()).unwrap_err().to_string();
         assert!(e.contains("windw_size"), "{e}");

@@ -41,7 +41,9 @@ pub fn default_name() -> Result<String> {
         return Ok(name.trim().to_string());
     }
     available().first().map(|s| s.to_string()).ok_or_else(|| {
-        FlorenceError::Config("no backend compiled in: enable one of the features flex, wgpu, vulkan, metal, cuda, tch".into())
+        FlorenceError::Config(
+            "no backend compiled in: enable one of the features flex, wgpu, vulkan, metal, cuda, tch".into(),
+        )
     })
 }
 

@@ -86,9 +86,7 @@ pub enum CheckpointError {
     NotFound(PathBuf),
 
     /// The file is neither a PyTorch pickle/zip, a safetensors file nor a Burn burnpack.
-    #[error(
-        "{path} is not a checkpoint (expected a PyTorch .pth/.pt, a .safetensors or a Burn .bpk file): {reason}"
-    )]
+    #[error("{path} is not a checkpoint (expected a PyTorch .pth/.pt, a .safetensors or a Burn .bpk file): {reason}")]
     UnknownFormat {
         /// The file.
         path: PathBuf,
@@ -97,7 +95,9 @@ pub enum CheckpointError {
     },
 
     /// The file has a known format but could not be parsed (truncated, corrupt).
-    #[error("cannot read checkpoint {path} ({format}): {reason}. The file may be truncated or corrupt; download it again")]
+    #[error(
+        "cannot read checkpoint {path} ({format}): {reason}. The file may be truncated or corrupt; download it again"
+    )]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -122,7 +122,9 @@ pub enum CheckpointError {
 
     /// The file holds tensors, but none of the module being loaded (the generic loader's
     /// version of [`CheckpointError::NotAFlorenceModel`]).
-    #[error("{path} is not a checkpoint of this model: none of its {count} tensors belong to it (first keys: {sample})")]
+    #[error(
+        "{path} is not a checkpoint of this model: none of its {count} tensors belong to it (first keys: {sample})"
+    )]
     NotThisModel {
         /// The file.
         path: PathBuf,
@@ -178,7 +180,9 @@ pub enum CheckpointError {
 
     /// A tensor holding NaN or infinite values (a diverged training run, a corrupt download):
     /// loading it would make every output NaN without an error.
-    #[error("tensor `{key}` holds {count} non-finite value(s) (NaN or infinite; the first at flat index {first}): the checkpoint is unusable (a diverged training run or a corrupt file?)")]
+    #[error(
+        "tensor `{key}` holds {count} non-finite value(s) (NaN or infinite; the first at flat index {first}): the checkpoint is unusable (a diverged training run or a corrupt file?)"
+    )]
     NonFinite {
         /// The key, in the file's naming.
         key: String,

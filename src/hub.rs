@@ -100,7 +100,9 @@ pub fn default_cache_dir() -> PathBuf {
 
 /// True when `HF_HUB_OFFLINE` is set to `1`/`true`/`yes` (Python huggingface_hub's switch).
 pub fn offline() -> bool {
-    std::env::var("HF_HUB_OFFLINE").map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")).unwrap_or(false)
+    std::env::var("HF_HUB_OFFLINE")
+        .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        .unwrap_or(false)
 }
 
 /// A local path as is; an `hf://` reference from the cache, downloading it (with progress in
@@ -170,13 +172,17 @@ mod tests {
 
     #[test]
     fn parses_references() {
-        let f = HubFile::parse("hf://spaces/CVPR/unicl-zero-shot-img-recog/in21k_yfcc14m_gcc15m_swin_base.pth").unwrap();
+        let f =
+            HubFile::parse("hf://spaces/CVPR/unicl-zero-shot-img-recog/in21k_yfcc14m_gcc15m_swin_base.pth").unwrap();
         assert_eq!(f.kind, RepoKind::Space);
         assert_eq!(f.repo, "CVPR/unicl-zero-shot-img-recog");
         assert_eq!(f.revision, "main");
         assert_eq!(f.file, "in21k_yfcc14m_gcc15m_swin_base.pth");
         let f = HubFile::parse("hf://owner/model@v1.0/sub/dir/w.safetensors").unwrap();
-        assert_eq!((f.kind, f.repo.as_str(), f.revision.as_str(), f.file.as_str()), (RepoKind::Model, "owner/model", "v1.0", "sub/dir/w.safetensors"));
+        assert_eq!(
+            (f.kind, f.repo.as_str(), f.revision.as_str(), f.file.as_str()),
+            (RepoKind::Model, "owner/model", "v1.0", "sub/dir/w.safetensors")
+        );
         assert_eq!(HubFile::parse("hf://datasets/a/b/c").unwrap().kind, RepoKind::Dataset);
         for bad in ["hf://", "hf://owner", "hf://owner/repo", "hf://owner/repo/", "hf://o/r@/f", "owner/repo/file"] {
             assert!(HubFile::parse(bad).is_err(), "{bad}");

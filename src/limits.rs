@@ -128,7 +128,9 @@ pub fn with<T>(limits: Limits, f: impl FnOnce() -> T) -> T {
 
 /// A value from outside that is larger than its limit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what} is {value}{unit}, more than the limit of {limit}{unit} (`Limits::{limit_name}`; raise it with `florence::limits::set` if this is intended)")]
+#[error(
+    "{what} is {value}{unit}, more than the limit of {limit}{unit} (`Limits::{limit_name}`; raise it with `florence::limits::set` if this is intended)"
+)]
 pub struct LimitError {
     /// What was measured, e.g. ``image.image_size`` or `checkpoint tensors`.
     pub what: String,
@@ -148,7 +150,12 @@ pub fn check(what: impl Into<String>, value: u64, limit: u64, limit_name: &'stat
 }
 
 /// [`check`] for a size in bytes (the message says so).
-pub fn check_bytes(what: impl Into<String>, value: u64, limit: u64, limit_name: &'static str) -> Result<(), LimitError> {
+pub fn check_bytes(
+    what: impl Into<String>,
+    value: u64,
+    limit: u64,
+    limit_name: &'static str,
+) -> Result<(), LimitError> {
     check_in(what, value, limit, limit_name, " bytes")
 }
 
@@ -159,11 +166,7 @@ fn check_in(
     limit_name: &'static str,
     unit: &'static str,
 ) -> Result<(), LimitError> {
-    if value <= limit {
-        Ok(())
-    } else {
-        Err(LimitError { what: what.into(), value, limit, limit_name, unit })
-    }
+    if value <= limit { Ok(()) } else { Err(LimitError { what: what.into(), value, limit, limit_name, unit }) }
 }
 
 /// Reads a text file given by the user (labels, templates, captions, annotations, configs),

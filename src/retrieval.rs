@@ -11,10 +11,10 @@ use burn::prelude::*;
 use crate::error::{FlorenceError, Result};
 use crate::matrix_file;
 use crate::model::Florence;
+use crate::ops::to_vec_f32 as host;
 use crate::preprocess::{DecodeOptions, Preprocessor, decode_image_file};
 use crate::progress::Progress;
 use crate::text::tokenizer::Tokenizer;
-use crate::ops::to_vec_f32 as host;
 
 const FORMAT: &str = "florence-image-index";
 const TENSOR: &str = "embeddings";

@@ -18,14 +18,16 @@ fn asset(p: &str) -> PathBuf {
 
 #[test]
 fn bundled_model_reproduces_its_recorded_zero_shot_accuracy() {
-    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(asset("results.json")).unwrap()).unwrap();
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(asset("results.json")).unwrap()).unwrap();
     let config = FlorenceConfig::load(asset("config.json")).unwrap();
     let device = florence::device::default_device().unwrap();
     let model = Florence::load(&config, asset("model.safetensors"), &device).unwrap();
     let tokenizer = Tokenizer::clip().unwrap().with_context_length(config.text.context_length);
     let pre = Preprocessor::new(config.preprocess()).unwrap();
     let templates = Templates::from_file(&asset("shapes-templates.txt")).unwrap();
-    let labels: Vec<String> = std::fs::read_to_string(asset("labels.txt")).unwrap().lines().map(str::to_string).collect();
+    let labels: Vec<String> =
+        std::fs::read_to_string(asset("labels.txt")).unwrap().lines().map(str::to_string).collect();
     assert_eq!(labels.len(), 36);
 
     for (key, split) in [("test_held_out", Split::HeldOut), ("test_seen", Split::Train)] {
@@ -35,7 +37,8 @@ fn bundled_model_reproduces_its_recorded_zero_shot_accuracy() {
         let _ = std::fs::remove_dir_all(&dir);
         let synth = SyntheticConfig { seed, ..SyntheticConfig::default() };
         write_dataset(&synth, split, n, &dir, Layout::ClassFolders, &mut |_, _| {}).unwrap();
-        let report = zero_shot_folder(&model, &tokenizer, &pre, &dir, &templates, Some(&labels), 64, &mut Silent).unwrap();
+        let report =
+            zero_shot_folder(&model, &tokenizer, &pre, &dir, &templates, Some(&labels), 64, &mut Silent).unwrap();
         std::fs::remove_dir_all(&dir).ok();
         let (top1, top5) = (f64::from(report.top1), f64::from(report.top5));
         eprintln!("{key}: top-1 {top1:.4}, top-5 {top5:.4} over {} images, 36 candidate labels", report.n);

@@ -108,7 +108,9 @@ fn naming_variants_b_and_c_load_identically() {
             (k, v.clone())
         })
         .collect();
-    for (raw, name, conv) in [(b, "variant_b.safetensors", Convention::KliteB), (c, "variant_c.safetensors", Convention::ElevaterC)] {
+    for (raw, name, conv) in
+        [(b, "variant_b.safetensors", Convention::KliteB), (c, "variant_c.safetensors", Convention::ElevaterC)]
+    {
         let p = tmp(name);
         write(&raw, &p);
         let mut m = tiny().init(&dev).unwrap();
@@ -212,7 +214,10 @@ fn wrong_shape_names_key_and_both_shapes() {
     let e = load_err(&tiny(), &p);
     match &e {
         CheckpointError::ShapeMismatch { key, expected, found } => {
-            assert_eq!((key.as_str(), expected.as_slice(), found.as_slice()), ("text_projection", &[32, 24][..], &[24, 32][..]))
+            assert_eq!(
+                (key.as_str(), expected.as_slice(), found.as_slice()),
+                ("text_projection", &[32, 24][..], &[24, 32][..])
+            )
         }
         e => panic!("{e}"),
     }
@@ -223,7 +228,10 @@ fn wrong_shape_names_key_and_both_shapes() {
 fn wrong_config_for_the_checkpoint_is_reported() {
     // CoSwin weights into a Swin config: the stem conv is 7x7, not 4x4.
     let e = load_err(&tiny(), &fixture_path("tiny_coswin.safetensors"));
-    assert!(matches!(&e, CheckpointError::ShapeMismatch { key, .. } if key == "image_encoder.patch_embed.proj.weight"), "{e}");
+    assert!(
+        matches!(&e, CheckpointError::ShapeMismatch { key, .. } if key == "image_encoder.patch_embed.proj.weight"),
+        "{e}"
+    );
     assert!(e.to_string().contains("config"));
     // A deeper config than the checkpoint: the extra blocks are missing.
     let mut deep = tiny();
@@ -256,7 +264,10 @@ fn truncated_files_are_corrupt_not_panics() {
             let p = tmp(&format!("cut-{cut}-{name}"));
             std::fs::write(&p, &bytes[..cut]).unwrap();
             let e = load_err(&tiny(), &p);
-            assert!(matches!(e, CheckpointError::Corrupt { .. } | CheckpointError::UnknownFormat { .. }), "{name} cut at {cut}: {e}");
+            assert!(
+                matches!(e, CheckpointError::Corrupt { .. } | CheckpointError::UnknownFormat { .. }),
+                "{name} cut at {cut}: {e}"
+            );
         }
     }
 }
@@ -293,7 +304,9 @@ fn non_finite_values_are_refused_naming_the_key() {
         let vals = b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()));
         let (bytes, nan, inf, mut b): (usize, &[u8], &[u8], Vec<u8>) = match dtype {
             Dtype::F32 => (4, &[0, 0, 0xc0, 0x7f], &[0, 0, 0x80, 0xff], b.clone()),
-            Dtype::F16 => (2, &[0x00, 0x7e], &[0x00, 0x7c], vals.flat_map(|v| f16::from_f32(v).to_le_bytes()).collect()),
+            Dtype::F16 => {
+                (2, &[0x00, 0x7e], &[0x00, 0x7c], vals.flat_map(|v| f16::from_f32(v).to_le_bytes()).collect())
+            }
             _ => (2, &[0xc0, 0x7f], &[0x80, 0x7f], vals.flat_map(|v| bf16::from_f32(v).to_le_bytes()).collect()),
         };
         b[5 * bytes..6 * bytes].copy_from_slice(nan);
@@ -363,7 +376,12 @@ fn generic_loader_is_strict_for_any_module() {
     let ones: Vec<u8> = (0..16).flat_map(|_| 1.0f32.to_le_bytes()).collect();
     weights.insert("model.cross.norm.weight".into(), (Dtype::F32, vec![16], ones));
     weights.insert("model.cross.norm.bias".into(), (Dtype::F32, vec![16], vec![0u8; 64]));
-    let renames = [("cross.norm.", "norm."), ("cross.", "attn."), ("in_proj_weight", "in_proj.weight"), ("in_proj_bias", "in_proj.bias")];
+    let renames = [
+        ("cross.norm.", "norm."),
+        ("cross.", "attn."),
+        ("in_proj_weight", "in_proj.weight"),
+        ("in_proj_bias", "in_proj.bias"),
+    ];
     let layout = KeyMap {
         strip_prefix: "model.".into(),
         renames: renames.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
@@ -392,17 +410,30 @@ fn generic_loader_is_strict_for_any_module() {
     };
     let mut missing = weights.clone();
     missing.remove("model.cross.out_proj.bias");
-    assert!(matches!(err(&missing, "missing"), CheckpointError::MissingKeys { keys } if keys == ["attn.out_proj.bias"]));
+    assert!(
+        matches!(err(&missing, "missing"), CheckpointError::MissingKeys { keys } if keys == ["attn.out_proj.bias"])
+    );
     let mut extra = weights.clone();
     extra.insert("model.extra.weight".into(), (Dtype::F32, vec![1], vec![0u8; 4]));
     assert!(matches!(err(&extra, "extra"), CheckpointError::UnexpectedKeys { keys } if keys == ["extra.weight"]));
     let mut shape = weights.clone();
     shape.insert("model.cross.norm.bias".into(), (Dtype::F32, vec![8], vec![0u8; 32]));
     let e = err(&shape, "shape");
-    assert!(matches!(&e, CheckpointError::ShapeMismatch { key, expected, found } if key == "norm.bias" && expected == &[16] && found == &[8]), "{e}");
+    assert!(
+        matches!(&e, CheckpointError::ShapeMismatch { key, expected, found } if key == "norm.bias" && expected == &[16] && found == &[8]),
+        "{e}"
+    );
     let mut nan = weights.clone();
-    nan.insert("model.cross.norm.weight".into(), (Dtype::F32, vec![16], (0..16).flat_map(|_| f32::NAN.to_le_bytes()).collect()));
-    assert!(matches!(err(&nan, "nan"), CheckpointError::NonFinite { key, count: 16, first: 0 } if key == "norm.weight"));
+    nan.insert(
+        "model.cross.norm.weight".into(),
+        (Dtype::F32, vec![16], (0..16).flat_map(|_| f32::NAN.to_le_bytes()).collect()),
+    );
+    assert!(
+        matches!(err(&nan, "nan"), CheckpointError::NonFinite { key, count: 16, first: 0 } if key == "norm.weight")
+    );
     let other: Raw = [("backbone.conv.weight".to_string(), (Dtype::F32, vec![1], vec![0u8; 4]))].into();
-    assert!(matches!(err(&other, "other"), CheckpointError::UnexpectedKeys { .. } | CheckpointError::NotThisModel { .. }));
+    assert!(matches!(
+        err(&other, "other"),
+        CheckpointError::UnexpectedKeys { .. } | CheckpointError::NotThisModel { .. }
+    ));
 }

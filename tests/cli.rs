@@ -50,8 +50,20 @@ fn classify_json_matches_reference() {
     let w = weights();
     let (chelsea, coffee) = (asset("chelsea.png"), asset("coffee.png"));
     let (json, stderr) = ok(&[
-        "classify", "--weights", &w, "--image", &chelsea, &coffee, "--labels", LABELS, "--templates", "simple",
-        "--top-k", "5", "--json", "--quiet",
+        "classify",
+        "--weights",
+        &w,
+        "--image",
+        &chelsea,
+        &coffee,
+        "--labels",
+        LABELS,
+        "--templates",
+        "simple",
+        "--top-k",
+        "5",
+        "--json",
+        "--quiet",
     ]);
     assert!(stderr.contains("config: tiny-clip"), "{stderr}");
     assert!(stderr.contains("device: flex"), "{stderr}");
@@ -81,8 +93,19 @@ fn classify_keeps_going_past_a_bad_file() {
     let w = weights();
     let chelsea = asset("chelsea.png");
     let out = florence(&[
-        "classify", "--weights", &w, "--config", "tiny-clip", "--image", bad.to_str().unwrap(), &chelsea, "--labels",
-        "cat,dog", "--templates", "none", "--json",
+        "classify",
+        "--weights",
+        &w,
+        "--config",
+        "tiny-clip",
+        "--image",
+        bad.to_str().unwrap(),
+        &chelsea,
+        "--labels",
+        "cat,dog",
+        "--templates",
+        "none",
+        "--json",
     ]);
     assert_eq!(out.status.code(), Some(1));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -111,8 +134,21 @@ fn embed_writes_normalised_embeddings_in_order() {
     let w = weights();
     let (coffee, rocket) = (asset("coffee.png"), asset("rocket.jpg"));
     ok(&[
-        "embed", "--weights", &w, "--image", &coffee, "--image", &rocket, "--text", "a cat", "--text", "a rocket",
-        "--text", "third", "--output", out.to_str().unwrap(),
+        "embed",
+        "--weights",
+        &w,
+        "--image",
+        &coffee,
+        "--image",
+        &rocket,
+        "--text",
+        "a cat",
+        "--text",
+        "a rocket",
+        "--text",
+        "third",
+        "--output",
+        out.to_str().unwrap(),
     ]);
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     let img = v["image_embeddings"].as_array().unwrap();
@@ -126,7 +162,13 @@ fn embed_writes_normalised_embeddings_in_order() {
     // The first image is coffee.png: the reference embedding of that file (row 1).
     let io = load_fixture("zeroshot_io.safetensors");
     let want = io["image_embeddings"].clone().convert::<f32>().try_into_vec::<f32>().unwrap();
-    let err = img[0].as_array().unwrap().iter().zip(&want[24..48]).map(|(a, b)| (a.as_f64().unwrap() as f32 - b).abs()).fold(0.0f32, f32::max);
+    let err = img[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&want[24..48])
+        .map(|(a, b)| (a.as_f64().unwrap() as f32 - b).abs())
+        .fold(0.0f32, f32::max);
     assert!(err < 2e-3, "{err}");
     assert!((v["logit_scale"].as_f64().unwrap() - 2.6592).abs() < 1e-3);
 }
@@ -137,9 +179,29 @@ fn index_search_convert_info() {
     let w = weights();
     let images = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/images");
     let index = dir.join("index.safetensors");
-    let (_, stderr) = ok(&["index", "--weights", &w, "--folder", images.to_str().unwrap(), "--output", index.to_str().unwrap(), "-q"]);
+    let (_, stderr) = ok(&[
+        "index",
+        "--weights",
+        &w,
+        "--folder",
+        images.to_str().unwrap(),
+        "--output",
+        index.to_str().unwrap(),
+        "-q",
+    ]);
     assert!(stderr.contains("indexed 4 images"), "{stderr}");
-    let (hits, _) = ok(&["search", "--weights", &w, "--index", index.to_str().unwrap(), "--text", "a cat", "--top-k", "2", "--json"]);
+    let (hits, _) = ok(&[
+        "search",
+        "--weights",
+        &w,
+        "--index",
+        index.to_str().unwrap(),
+        "--text",
+        "a cat",
+        "--top-k",
+        "2",
+        "--json",
+    ]);
     assert_eq!(hits.as_array().unwrap().len(), 2);
     let chelsea = asset("chelsea.png");
     let (ranked, _) = ok(&["search", "--weights", &w, "--image", &chelsea, "--texts", "a cat,a dog,a car", "--json"]);
@@ -171,7 +233,22 @@ fn synth_train_resume_eval() {
     let dir = tempdir("train");
     let d = dir.to_string_lossy().into_owned();
     ok(&["synth", "-q", "-o", &format!("{d}/train"), "-n", "48", "--split", "train", "--size", "32"]);
-    ok(&["synth", "-q", "-o", &format!("{d}/val"), "-n", "36", "--split", "all", "--layout", "folders", "--size", "32", "--seed", "1"]);
+    ok(&[
+        "synth",
+        "-q",
+        "-o",
+        &format!("{d}/val"),
+        "-n",
+        "36",
+        "--split",
+        "all",
+        "--layout",
+        "folders",
+        "--size",
+        "32",
+        "--seed",
+        "1",
+    ]);
     assert_eq!(std::fs::read_to_string(dir.join("train/captions.jsonl")).unwrap().lines().count(), 48);
     let config = |total: usize| {
         format!(
@@ -195,7 +272,20 @@ fn synth_train_resume_eval() {
 
     let w = format!("{d}/run/final.safetensors");
     let c = format!("{d}/run/config.json");
-    let (zs, _) = ok(&["eval", "zero-shot", "-q", "-w", &w, "-c", &c, "--folder", &format!("{d}/val"), "--templates", "none", "--json"]);
+    let (zs, _) = ok(&[
+        "eval",
+        "zero-shot",
+        "-q",
+        "-w",
+        &w,
+        "-c",
+        &c,
+        "--folder",
+        &format!("{d}/val"),
+        "--templates",
+        "none",
+        "--json",
+    ]);
     assert_eq!(zs["n"], 36);
     let folders = std::fs::read_dir(dir.join("val")).unwrap().count();
     assert_eq!(zs["classes"].as_u64().unwrap() as usize, folders);
@@ -205,10 +295,28 @@ fn synth_train_resume_eval() {
     // the probe itself is checked against scikit-learn in tests/linear_probe.rs).
     let val = format!("{d}/val");
     // Weak regularisation (C = 1e4): unit-norm features need large weights to separate 21 classes.
-    let (lp, _) = ok(&["eval", "linear-probe", "-q", "-w", &w, "-c", &c, "--train", &val, "--test", &val, "--c", "1e4", "--json"]);
+    let (lp, _) = ok(&[
+        "eval",
+        "linear-probe",
+        "-q",
+        "-w",
+        &w,
+        "-c",
+        &c,
+        "--train",
+        &val,
+        "--test",
+        &val,
+        "--c",
+        "1e4",
+        "--json",
+    ]);
     assert_eq!(lp["train_n"], 36);
     assert!(lp["top1"].as_f64().unwrap() > 0.5, "a probe scored on its own training set fits most of it: {lp}");
-    let (fs, _) = ok(&["eval", "few-shot", "-q", "-w", &w, "-c", &c, "--train", &val, "--test", &val, "-k", "1", "--trials", "2", "--json"]);
+    let (fs, _) = ok(&[
+        "eval", "few-shot", "-q", "-w", &w, "-c", &c, "--train", &val, "--test", &val, "-k", "1", "--trials", "2",
+        "--json",
+    ]);
     assert_eq!(fs["trials"].as_array().unwrap().len(), 2);
     // k larger than a class has images: a clear error.
     let bad = florence(&["eval", "few-shot", "-q", "-w", &w, "-c", &c, "--train", &val, "--test", &val, "-k", "40"]);
@@ -236,7 +344,8 @@ fn hostile_input_gives_errors_not_aborts_or_silent_garbage() {
 
     // 1. `"image_size": 1000000000` aborted with `memory allocation of 62500000000000000 bytes
     //    failed` (SIGABRT).
-    let mut config: serde_json::Value = serde_json::from_str(&florence::FlorenceConfig::preset("tiny-clip").unwrap().to_json()).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&florence::FlorenceConfig::preset("tiny-clip").unwrap().to_json()).unwrap();
     config["image"]["image_size"] = 1_000_000_000u64.into();
     let huge = dir.join("huge.json");
     std::fs::write(&huge, config.to_string()).unwrap();
@@ -253,26 +362,51 @@ fn hostile_input_gives_errors_not_aborts_or_silent_garbage() {
         std::fs::copy(&chelsea, folder.join("chelsea.png")).unwrap();
         std::os::unix::fs::symlink(".", folder.join("loop")).unwrap();
         let index = dir.join("loop.safetensors");
-        let (_, stderr) = ok(&["index", "--weights", &w, "--folder", folder.to_str().unwrap(), "--output", index.to_str().unwrap(), "-q"]);
+        let (_, stderr) = ok(&[
+            "index",
+            "--weights",
+            &w,
+            "--folder",
+            folder.to_str().unwrap(),
+            "--output",
+            index.to_str().unwrap(),
+            "-q",
+        ]);
         assert!(stderr.contains("indexed 1 images"), "{stderr}");
-        let (hits, _) = ok(&["search", "--weights", &w, "--index", index.to_str().unwrap(), "--text", "a cat", "--top-k", "5", "--json"]);
+        let (hits, _) = ok(&[
+            "search",
+            "--weights",
+            &w,
+            "--index",
+            index.to_str().unwrap(),
+            "--text",
+            "a cat",
+            "--top-k",
+            "5",
+            "--json",
+        ]);
         assert_eq!(hits.as_array().unwrap().len(), 1, "{hits}");
     }
 
     // 3. Training on a JSONL file whose every image is missing exited 0 and saved the untouched
     //    weights as a checkpoint.
-    let jsonl: String = (0..8).map(|i| format!("{{\"image\": \"gone/{i}.png\", \"caption\": \"caption {i}\"}}\n")).collect();
+    let jsonl: String =
+        (0..8).map(|i| format!("{{\"image\": \"gone/{i}.png\", \"caption\": \"caption {i}\"}}\n")).collect();
     std::fs::write(dir.join("missing.jsonl"), jsonl).unwrap();
     let toml = "model = \"tiny-clip\"\noutput = \"run\"\nbatch_size = 4\n[[data]]\nkind = \"jsonl\"\npath = \"missing.jsonl\"\n[optimizer]\nlr = 1e-3\ntotal_steps = 2\n";
     std::fs::write(dir.join("train.toml"), toml).unwrap();
-    fail(&["train", "-q", "--config", dir.join("train.toml").to_str().unwrap()], &["no usable image-text pair", "gone/"]);
+    fail(
+        &["train", "-q", "--config", dir.join("train.toml").to_str().unwrap()],
+        &["no usable image-text pair", "gone/"],
+    );
     assert!(!dir.join("run/final.safetensors").exists());
     let saved = std::fs::read_dir(dir.join("run/checkpoints")).map_or(0, |d| d.count());
     assert_eq!(saved, 0, "no checkpoint of untrained weights");
 
     // 4. A checkpoint holding NaN loaded, and `classify --json` printed `"probability": null`.
     let device = florence::device::default_device().unwrap();
-    let mut model = florence::Florence::load(&florence::FlorenceConfig::preset("tiny-clip").unwrap(), &w, &device).unwrap();
+    let mut model =
+        florence::Florence::load(&florence::FlorenceConfig::preset("tiny-clip").unwrap(), &w, &device).unwrap();
     model.text_projection = Param::from_tensor(model.text_projection.val().mul_scalar(f32::NAN));
     let nan = dir.join("nan.safetensors");
     model.save_safetensors(&nan, burn::tensor::DType::F32).unwrap();

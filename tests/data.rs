@@ -89,7 +89,13 @@ fn bad_sources_are_errors() {
     assert!(Dataset::captions_jsonl(&d.join("missing.jsonl")).is_err());
     let mut s = source(Dataset::captions_csv(&d.join("b.csv")).err().map(|_| Dataset::default()).unwrap(), 4, 1);
     assert!(s.validate().is_err(), "no examples");
-    s.dataset = Dataset { examples: vec![florence::data::Example { path: d.join("loose.png"), target: florence::data::Target::Caption("x".into()) }], ..Dataset::default() };
+    s.dataset = Dataset {
+        examples: vec![florence::data::Example {
+            path: d.join("loose.png"),
+            target: florence::data::Target::Caption("x".into()),
+        }],
+        ..Dataset::default()
+    };
     s.dataset.templates = vec!["{}".into()];
     s.batch_size = 0;
     assert!(s.validate().is_err(), "batch size 0");

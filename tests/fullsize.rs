@@ -25,16 +25,22 @@ fn unicl_swin_t_random_weights_match_pytorch() {
     let config = FlorenceConfig::preset("unicl-swin-t").unwrap();
     let model = Florence::load(&config, dir.join("unicl_swin_t_random_fp16.pth"), &dev).unwrap();
     let mut store = SafetensorsStore::from_file(dir.join("unicl_swin_t_random_io.safetensors"));
-    let io: std::collections::BTreeMap<String, TensorData> = store
-        .get_all_tensors()
-        .unwrap()
-        .iter()
-        .map(|(k, t)| (k.clone(), bridge::to_data(t).unwrap()))
-        .collect();
+    let io: std::collections::BTreeMap<String, TensorData> =
+        store.get_all_tensors().unwrap().iter().map(|(k, t)| (k.clone(), bridge::to_data(t).unwrap())).collect();
     let images: Tensor<4> = float(&io, "images", &dev);
     let ids: Tensor<2, Int> = int(&io, "input_ids", &dev);
-    assert_close("full-size image embeddings", model.encode_image(images.clone()).unwrap(), float(&io, "image_embeds", &dev), F32_TOL);
-    assert_close("full-size text embeddings", model.encode_text(ids.clone()).unwrap(), float(&io, "text_embeds", &dev), F32_TOL);
+    assert_close(
+        "full-size image embeddings",
+        model.encode_image(images.clone()).unwrap(),
+        float(&io, "image_embeds", &dev),
+        F32_TOL,
+    );
+    assert_close(
+        "full-size text embeddings",
+        model.encode_text(ids.clone()).unwrap(),
+        float(&io, "text_embeds", &dev),
+        F32_TOL,
+    );
     let logits = model.logits(images, ids).unwrap();
     let scale = model.scale_value();
     assert_close("full-size logits", logits.per_image, float(&io, "logits_per_image", &dev), scale * F32_TOL);

@@ -10,7 +10,8 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use common::{device, fixture_path, replica_device};
 use florence::train::{
-    ContrastiveBatch, StepOptions, all_gather, all_reduce_sum, data_parallel_gradients, full_batch_gradients, grad_cache_gradients,
+    ContrastiveBatch, StepOptions, all_gather, all_reduce_sum, data_parallel_gradients, full_batch_gradients,
+    grad_cache_gradients,
 };
 use florence::{Florence, FlorenceConfig};
 
@@ -171,7 +172,9 @@ fn all_gather_and_all_reduce() {
         assert_eq!(g.dims(), [6, 2]);
         assert_eq!(g.into_data().iter::<f32>().collect::<Vec<_>>(), (1..=12).map(|x| x as f32).collect::<Vec<_>>());
     }
-    let sums = all_reduce_sum(vec![Tensor::<1>::from_floats([1.0, 2.0], &d), Tensor::<1>::from_floats([10.0, 20.0], &e)]).unwrap();
+    let sums =
+        all_reduce_sum(vec![Tensor::<1>::from_floats([1.0, 2.0], &d), Tensor::<1>::from_floats([10.0, 20.0], &e)])
+            .unwrap();
     assert_eq!(sums[1].device(), e);
     assert!(sums.iter().all(|s| s.clone().into_data().iter::<f32>().collect::<Vec<_>>() == vec![11.0, 22.0]));
     assert!(all_gather(vec![]).is_err());

@@ -93,7 +93,12 @@ total_steps = 4
     // Checkpoints and the final file hold the f32 master weights; f16 keeps its loss scale.
     let st = std::fs::read(root.join("run-a").join("final.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&st).unwrap();
-    assert!(st.tensors().iter().filter(|(k, _)| !k.contains("relative_position_index")).all(|(_, v)| v.dtype() == safetensors::Dtype::F32));
+    assert!(
+        st.tensors()
+            .iter()
+            .filter(|(k, _)| !k.contains("relative_position_index"))
+            .all(|(_, v)| v.dtype() == safetensors::Dtype::F32)
+    );
     let ckpt = latest_checkpoint(&root.join("run-a")).unwrap().unwrap();
     let state: TrainState = serde_json::from_slice(&std::fs::read(ckpt.join("state.json")).unwrap()).unwrap();
     assert_eq!(state.loss_scaler.is_some(), dtype == DType::F16);

@@ -2,15 +2,10 @@
 //! scripts/reference/make_probe_fixtures.py on overlapping Gaussian blobs (5 classes / dim 16 /
 //! C 0.5, 3 classes / dim 8 / C 10, and a 2-class case, where sklearn uses the binomial loss).
 
-use florence::eval::linear_probe::{
-    LogisticRegression, ProbeConfig, few_shot_indices, top_k_accuracy,
-};
+use florence::eval::linear_probe::{LogisticRegression, ProbeConfig, few_shot_indices, top_k_accuracy};
 use safetensors::{Dtype, SafeTensors};
 
-const FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/linear_probe.safetensors"
-);
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/linear_probe.safetensors");
 const CASES: [&str; 3] = ["c5d16", "c3d8", "c2d6"];
 
 /// A tensor as f64 values and its shape.
@@ -18,18 +13,9 @@ fn tensor(st: &SafeTensors, name: &str) -> (Vec<f64>, Vec<usize>) {
     let t = st.tensor(name).unwrap_or_else(|e| panic!("{name}: {e}"));
     let b = t.data();
     let values = match t.dtype() {
-        Dtype::F32 => b
-            .chunks_exact(4)
-            .map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap())))
-            .collect(),
-        Dtype::F64 => b
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-            .collect(),
-        Dtype::I64 => b
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
-            .collect(),
+        Dtype::F32 => b.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap()))).collect(),
+        Dtype::F64 => b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
+        Dtype::I64 => b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
         other => panic!("{name}: unexpected dtype {other:?}"),
     };
     (values, t.shape().to_vec())
@@ -74,17 +60,9 @@ fn matches_sklearn_lbfgs() {
         let sk_iter = tensor(&st, &format!("{case}.n_iter")).0[0];
         let classes = proba_shape[1];
 
-        let config = ProbeConfig {
-            c,
-            max_iter: 10_000,
-            tol: 1e-10,
-        };
+        let config = ProbeConfig { c, max_iter: 10_000, tol: 1e-10 };
         let model = LogisticRegression::fit(&train_x, dim, &train_y, classes, &config).unwrap();
-        assert!(
-            model.converged,
-            "{case}: not converged after {} iterations",
-            model.iterations
-        );
+        assert!(model.converged, "{case}: not converged after {} iterations", model.iterations);
 
         // Tolerances: the objective is strictly convex (L2 penalty), so both optimisers approach
         // the same unique optimum, both in f64 on the same f32-valued features. Neither reaches
@@ -101,9 +79,7 @@ fn matches_sklearn_lbfgs() {
         // sklearn's coef_: classes x dim; for two classes 1 x dim, the class-1 logit, which this
         // side stores as weights = [-d/2, d/2].
         let (our_coef, our_intercept) = if coef_shape[0] == 1 {
-            let d: Vec<f64> = (0..dim)
-                .map(|j| model.weights[dim + j] - model.weights[j])
-                .collect();
+            let d: Vec<f64> = (0..dim).map(|j| model.weights[dim + j] - model.weights[j]).collect();
             (d, vec![model.bias[1] - model.bias[0]])
         } else {
             (model.weights.clone(), model.bias.clone())
@@ -112,42 +88,22 @@ fn matches_sklearn_lbfgs() {
         let intercept_rel = max_abs_diff(&our_intercept, &intercept) / max_abs(&intercept).max(1.0);
 
         let sk_pred: Vec<usize> = proba.chunks_exact(classes).map(argmax).collect();
-        let sk_acc = sk_pred.iter().zip(&test_y).filter(|(p, y)| p == y).count() as f64
-            / test_y.len() as f64;
-        let our_acc = top_k_accuracy(
-            &model.decision_function(&test_x).unwrap(),
-            classes,
-            &test_y,
-            1,
-        )
-        .unwrap();
+        let sk_acc = sk_pred.iter().zip(&test_y).filter(|(p, y)| p == y).count() as f64 / test_y.len() as f64;
+        let our_acc = top_k_accuracy(&model.decision_function(&test_x).unwrap(), classes, &test_y, 1).unwrap();
         let pred = model.predict(&test_x).unwrap();
-        let pred_acc =
-            pred.iter().zip(&test_y).filter(|(p, y)| p == y).count() as f64 / test_y.len() as f64;
+        let pred_acc = pred.iter().zip(&test_y).filter(|(p, y)| p == y).count() as f64 / test_y.len() as f64;
 
         eprintln!(
             "{case}: iterations {} (sklearn {sk_iter}), max |proba diff| {proba_err:.2e}, coef rel {coef_rel:.2e}, \
              intercept rel {intercept_rel:.2e}, top-1 {our_acc} (sklearn {sk_acc})",
             model.iterations
         );
-        assert!(
-            proba_err <= 1e-5,
-            "{case}: probabilities differ by {proba_err:e}"
-        );
-        assert!(
-            coef_rel <= 1e-3,
-            "{case}: coefficients differ by {coef_rel:e} relative"
-        );
-        assert!(
-            intercept_rel <= 1e-3,
-            "{case}: intercepts differ by {intercept_rel:e} relative"
-        );
+        assert!(proba_err <= 1e-5, "{case}: probabilities differ by {proba_err:e}");
+        assert!(coef_rel <= 1e-3, "{case}: coefficients differ by {coef_rel:e} relative");
+        assert!(intercept_rel <= 1e-3, "{case}: intercepts differ by {intercept_rel:e} relative");
         assert_eq!(our_acc, sk_acc, "{case}: top-1 accuracy");
         assert_eq!(pred_acc, our_acc, "{case}: predict vs top_k_accuracy");
-        assert_eq!(
-            top_k_accuracy(&ours, classes, &test_y, classes).unwrap(),
-            1.0
-        );
+        assert_eq!(top_k_accuracy(&ours, classes, &test_y, classes).unwrap(), 1.0);
     }
 }
 
@@ -164,16 +120,9 @@ fn few_shot_probe_on_the_fixture() {
     for k in 0..classes {
         assert_eq!(shots.iter().filter(|&&i| train_y[i] == k).count(), 4);
     }
-    let x: Vec<f32> = shots
-        .iter()
-        .flat_map(|&i| train_x[i * dim..(i + 1) * dim].to_vec())
-        .collect();
+    let x: Vec<f32> = shots.iter().flat_map(|&i| train_x[i * dim..(i + 1) * dim].to_vec()).collect();
     let y: Vec<usize> = shots.iter().map(|&i| train_y[i]).collect();
     let model = LogisticRegression::fit(&x, dim, &y, classes, &ProbeConfig::default()).unwrap();
     assert!(model.converged);
-    assert!(
-        few_shot_indices(&train_y, classes, 1000, 7)
-            .unwrap_err()
-            .contains("class 0 has")
-    );
+    assert!(few_shot_indices(&train_y, classes, 1000, 7).unwrap_err().contains("class 0 has"));
 }

@@ -19,8 +19,14 @@ fn loss_and_gradients_match_reference() {
     let device = device().autodiff();
     for case in ["repeated", "distinct"] {
         let f = |k: &str| io[&format!("{case}.{k}")].clone().convert::<f32>();
-        let labels: Vec<u64> =
-            io[&format!("{case}.labels")].clone().convert::<i64>().try_into_vec::<i64>().unwrap().iter().map(|&x| x as u64).collect();
+        let labels: Vec<u64> = io[&format!("{case}.labels")]
+            .clone()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .unwrap()
+            .iter()
+            .map(|&x| x as u64)
+            .collect();
         let img = Tensor::<2>::from_data(f("img"), &device).require_grad();
         let txt = Tensor::<2>::from_data(f("txt"), &device).require_grad();
         let scale = Tensor::<1>::from_data(TensorData::new(vec![2.6592f32], [1]), &device).require_grad();
@@ -28,8 +34,18 @@ fn loss_and_gradients_match_reference() {
 
         let plain = |t: Tensor<1>| Tensor::<1>::from_data(t.into_data(), &common::device());
         let cpu = common::device();
-        assert_close(&format!("{case}: L_i2t"), plain(loss.image_to_text.clone()), Tensor::from_data(f("i2t"), &cpu), F32_TOL);
-        assert_close(&format!("{case}: L_t2i"), plain(loss.text_to_image.clone()), Tensor::from_data(f("t2i"), &cpu), F32_TOL);
+        assert_close(
+            &format!("{case}: L_i2t"),
+            plain(loss.image_to_text.clone()),
+            Tensor::from_data(f("i2t"), &cpu),
+            F32_TOL,
+        );
+        assert_close(
+            &format!("{case}: L_t2i"),
+            plain(loss.text_to_image.clone()),
+            Tensor::from_data(f("t2i"), &cpu),
+            F32_TOL,
+        );
         assert_close(&format!("{case}: loss"), plain(loss.total.clone()), Tensor::from_data(f("loss"), &cpu), F32_TOL);
         if case == "distinct" {
             let clip: Tensor<1> = Tensor::from_data(f("clip_loss"), &cpu);

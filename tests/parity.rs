@@ -36,7 +36,12 @@ fn check_image_tower(c: &Case, prefix: &str, label: &str) {
     for (i, m) in maps.iter().enumerate() {
         assert_eq!(m.channels, 12 << i);
         assert_eq!(m.stride, 4 << i);
-        assert_close(&format!("{label} stage{i}"), m.tensor.clone(), float(&c.io, &format!("{prefix}image.stage{i}"), &c.dev), F32_TOL);
+        assert_close(
+            &format!("{label} stage{i}"),
+            m.tensor.clone(),
+            float(&c.io, &format!("{prefix}image.stage{i}"), &c.dev),
+            F32_TOL,
+        );
     }
     assert_close(&format!("{label} final norm"), last, float(&c.io, &format!("{prefix}image.norm"), &c.dev), F32_TOL);
     assert_close(
@@ -63,7 +68,12 @@ fn check_blocks(c: &Case, label: &str) {
     let b0 = stage.blocks[0].forward(x, None);
     assert_close(&format!("{label} block (no shift)"), b0, float(&c.io, "image.stage0.block0.out", &c.dev), F32_TOL);
     let b1 = stage.blocks[1].forward(float(&c.io, "image.stage0.block0.out", &c.dev), mask);
-    assert_close(&format!("{label} block (shifted, -100 mask)"), b1, float(&c.io, "image.stage0.block1.out", &c.dev), F32_TOL);
+    assert_close(
+        &format!("{label} block (shifted, -100 mask)"),
+        b1,
+        float(&c.io, "image.stage0.block1.out", &c.dev),
+        F32_TOL,
+    );
 }
 
 fn check_text_and_logits(c: &Case, label: &str) {
@@ -74,12 +84,27 @@ fn check_text_and_logits(c: &Case, label: &str) {
         float(&c.io, "text.last_hidden_state", &c.dev),
         F32_TOL,
     );
-    assert_close(&format!("{label} text embeddings"), c.model.encode_text(ids.clone()).unwrap(), float(&c.io, "text_embeds", &c.dev), F32_TOL);
+    assert_close(
+        &format!("{label} text embeddings"),
+        c.model.encode_text(ids.clone()).unwrap(),
+        float(&c.io, "text_embeds", &c.dev),
+        F32_TOL,
+    );
     let images: Tensor<4> = float(&c.io, "images", &c.dev);
     let logits = c.model.logits(images, ids).unwrap();
     // Logits are scaled by exp(2.6592) = 14.3: the tolerance scales with them.
-    assert_close(&format!("{label} logits per image"), logits.per_image, float(&c.io, "logits_per_image", &c.dev), 14.3 * F32_TOL);
-    assert_close(&format!("{label} logits per text"), logits.per_text, float(&c.io, "logits_per_text", &c.dev), 14.3 * F32_TOL);
+    assert_close(
+        &format!("{label} logits per image"),
+        logits.per_image,
+        float(&c.io, "logits_per_image", &c.dev),
+        14.3 * F32_TOL,
+    );
+    assert_close(
+        &format!("{label} logits per text"),
+        logits.per_text,
+        float(&c.io, "logits_per_text", &c.dev),
+        14.3 * F32_TOL,
+    );
 }
 
 #[test]
@@ -184,7 +209,8 @@ fn shared_attention_matches_torch_multihead_attention() {
         m.out_proj = linear(f2(&format!("{case}.out_proj.weight")), Some(f1(&format!("{case}.out_proj.bias"))));
         m
     };
-    let padding = |case: &str| -> Tensor<2, Bool> { int::<2>(&io, &format!("{case}.key_padding_mask"), &dev).equal_elem(1) };
+    let padding =
+        |case: &str| -> Tensor<2, Bool> { int::<2>(&io, &format!("{case}.key_padding_mask"), &dev).equal_elem(1) };
 
     // Self-attention; torch's -inf causal mask, as given.
     let m = packed("self", 4);

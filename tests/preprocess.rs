@@ -140,7 +140,9 @@ fn single_call_fast_image_resize_is_not_pillow() {
         let err = max_abs_diff(&got, &png(case["expected"].as_str().unwrap()));
         if nw > w { worst_up = worst_up.max(err) } else { worst_down = worst_down.max(err) }
     }
-    eprintln!("fast_image_resize in one call (vertical pass first): max abs error downsampling {worst_down}, upsampling {worst_up}");
+    eprintln!(
+        "fast_image_resize in one call (vertical pass first): max abs error downsampling {worst_down}, upsampling {worst_up}"
+    );
     assert!(worst_up > RESIZE_TOL, "if this passes, one call would do");
 }
 
@@ -175,7 +177,8 @@ fn normalised_batch_matches_torchvision() {
 fn normalisation_is_bit_exact_on_exact_pixels() {
     let io = common::load_fixture("preprocess/normalised.safetensors");
     let want: Vec<f32> = io["batch"].clone().convert::<f32>().iter::<f32>().collect();
-    let pre = Preprocessor::new(PreprocessConfig { resize_shorter: 73, crop: 64, ..PreprocessConfig::unicl(224) }).unwrap();
+    let pre =
+        Preprocessor::new(PreprocessConfig { resize_shorter: 73, crop: 64, ..PreprocessConfig::unicl(224) }).unwrap();
     let img = png("rgb_640x427.png");
     let crop = pre.resize_and_crop(&img);
     let got = pre.preprocess(&img);
@@ -371,9 +374,10 @@ fn images_over_the_limits_are_refused_before_decoding() {
     let t = decode_error("rgb_640x427.png", &tight);
     assert!(t.contains("max_alloc_bytes"), "{t}");
     let bytes = std::fs::read(fixture("rgb_640x427.png")).unwrap();
-    let e = decode_image_bytes(&bytes, "<bytes>", &DecodeOptions { max_alloc_bytes: 500_000, ..DecodeOptions::default() })
-        .unwrap_err()
-        .to_string();
+    let e =
+        decode_image_bytes(&bytes, "<bytes>", &DecodeOptions { max_alloc_bytes: 500_000, ..DecodeOptions::default() })
+            .unwrap_err()
+            .to_string();
     assert!(e.contains("needs 819840 bytes") && e.contains("max_alloc_bytes"), "{e}");
     // A decompression bomb: a PNG header claiming 16000x16000 RGB (768 MB) with no data.
     let bomb = png_header(16000, 16000);
@@ -427,8 +431,10 @@ fn batches_of_mixed_sizes_and_their_errors() {
     let e = pre.load_batch(&[fixture("rgb_1x1.png"), fixture("notes.txt")], &device).unwrap_err();
     assert!(matches!(&e, FlorenceError::Image { source_name, .. } if source_name.ends_with("notes.txt")), "{e}");
     // Mixed formats from files.
-    let files: Vec<PathBuf> =
-        ["photo.jpg", "palette.gif", "rgba.png", "rgb.bmp", "rgb.tiff", "rgb16.png"].iter().map(|f| fixture(f)).collect();
+    let files: Vec<PathBuf> = ["photo.jpg", "palette.gif", "rgba.png", "rgb.bmp", "rgb.tiff", "rgb16.png"]
+        .iter()
+        .map(|f| fixture(f))
+        .collect();
     assert_eq!(pre.load_batch(&files, &device).unwrap().dims(), [6, 3, 32, 32]);
     // An empty image through preprocess (no Result) is black padding.
     let black = pre.preprocess(&RgbImage::new(0, 0));
@@ -445,4 +451,3 @@ fn invalid_configs_are_refused() {
     .unwrap();
     assert_eq!(cfg.filter, ResizeFilter::Lanczos);
 }
-

@@ -33,10 +33,7 @@ const KNOWN_DIFFERENCES: &[(&str, &str, &str)] = &[(
 )];
 
 fn fixture() -> Fixture {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/tokenizer_corpus.json"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tokenizer_corpus.json");
     serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("fixture json")
 }
 
@@ -68,13 +65,7 @@ fn corpus_ids_equal_open_clip() {
             ));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} entries differ:\n{}",
-        failures.len(),
-        fx.entries.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {} entries differ:\n{}", failures.len(), fx.entries.len(), failures.join("\n"));
     assert!(fx.entries.len() >= 200);
 }
 
@@ -86,39 +77,21 @@ fn corpus_cleaned_text_equals_open_clip() {
         let got = clean_text(&e.text);
         match known(&e.text) {
             Some((_, ours, why)) => {
-                assert_ne!(
-                    got, e.cleaned,
-                    "{:?} now matches open_clip; drop it from KNOWN_DIFFERENCES",
-                    e.text
-                );
-                assert_eq!(
-                    got, *ours,
-                    "known difference ({why}) changed for {:?}",
-                    e.text
-                );
+                assert_ne!(got, e.cleaned, "{:?} now matches open_clip; drop it from KNOWN_DIFFERENCES", e.text);
+                assert_eq!(got, *ours, "known difference ({why}) changed for {:?}", e.text);
             }
-            None if got != e.cleaned => {
-                failures.push(format!("{:?}: got {got:?}, want {:?}", e.text, e.cleaned))
-            }
+            None if got != e.cleaned => failures.push(format!("{:?}: got {got:?}, want {:?}", e.text, e.cleaned)),
             None => {}
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} cleaned texts differ:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} cleaned texts differ:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
 fn known_differences_are_in_the_corpus() {
     let fx = fixture();
     for (text, _, _) in KNOWN_DIFFERENCES {
-        assert!(
-            fx.entries.iter().any(|e| e.text == *text),
-            "{text:?} not in the fixture"
-        );
+        assert!(fx.entries.iter().any(|e| e.text == *text), "{text:?} not in the fixture");
     }
 }
 
@@ -126,22 +99,14 @@ fn known_differences_are_in_the_corpus() {
 fn long_text_keeps_bos_and_eos_at_exact_length() {
     let fx = fixture();
     let tok = Tokenizer::clip().unwrap();
-    let long: Vec<&Entry> = fx
-        .entries
-        .iter()
-        .filter(|e| e.untruncated_len > 77)
-        .collect();
+    let long: Vec<&Entry> = fx.entries.iter().filter(|e| e.untruncated_len > 77).collect();
     assert!(long.len() >= 5);
     for e in long {
         let ids = tok.encode(&e.text).unwrap();
         assert_eq!(ids.len(), 77);
         assert_eq!((ids[0], ids[76]), (49406, 49407));
     }
-    let ids = tok
-        .clone()
-        .with_context_length(16)
-        .encode(&"word ".repeat(50))
-        .unwrap();
+    let ids = tok.clone().with_context_length(16).encode(&"word ".repeat(50)).unwrap();
     assert_eq!(ids.len(), 16);
     assert_eq!((ids[0], ids[15]), (49406, 49407));
     assert!(ids[1..15].iter().all(|&i| i != 49407));
@@ -167,11 +132,7 @@ fn padding_modes() {
     assert!(rows[0][7..].iter().all(|&i| i == 49407));
     assert_eq!(&rows[1][..2], &[49406, 49407]);
 
-    let rows = tok
-        .clone()
-        .with_padding(Padding::Zero)
-        .encode_batch(&["a photo of a cat"])
-        .unwrap();
+    let rows = tok.clone().with_padding(Padding::Zero).encode_batch(&["a photo of a cat"]).unwrap();
     assert_eq!(&rows[0][..7], &unpadded[..]);
     assert!(rows[0][7..].iter().all(|&i| i == 0));
 }
@@ -180,26 +141,16 @@ fn padding_modes() {
 fn tokenize_tensor_shape() {
     let device = Default::default();
     let tok = Tokenizer::clip().unwrap();
-    let t = tok
-        .tokenize(&["a photo of a cat", "a dog", ""], &device)
-        .unwrap();
+    let t = tok.tokenize(&["a photo of a cat", "a dog", ""], &device).unwrap();
     assert_eq!(t.dims(), [3, 77]);
     let data: Vec<i64> = t.into_data().try_to_vec_as::<i64>().unwrap();
     assert_eq!(&data[..7], &[49406, 320, 1125, 539, 320, 2368, 49407]);
     assert_eq!(data[77], 49406);
 
-    let t = tok
-        .clone()
-        .with_context_length(16)
-        .with_padding(Padding::Zero)
-        .tokenize(&["x"], &device)
-        .unwrap();
+    let t = tok.clone().with_context_length(16).with_padding(Padding::Zero).tokenize(&["x"], &device).unwrap();
     assert_eq!(t.dims(), [1, 16]);
 
-    assert!(matches!(
-        tok.tokenize(&[], &device),
-        Err(FlorenceError::Input(_))
-    ));
+    assert!(matches!(tok.tokenize(&[], &device), Err(FlorenceError::Input(_))));
 }
 
 #[test]
@@ -214,10 +165,7 @@ fn from_file_errors_are_typed() {
     std::fs::create_dir_all(&dir).unwrap();
 
     let missing = dir.join("does-not-exist.json");
-    assert!(matches!(
-        Tokenizer::from_file(&missing),
-        Err(FlorenceError::Io { .. })
-    ));
+    assert!(matches!(Tokenizer::from_file(&missing), Err(FlorenceError::Io { .. })));
 
     let garbage = dir.join("garbage.json");
     std::fs::write(&garbage, b"\x00\x01 not a tokenizer {").unwrap();
@@ -230,21 +178,11 @@ fn from_file_errors_are_typed() {
     assert!(matches!(err, FlorenceError::Tokenizer(_)), "{err}");
 
     let good = dir.join("clip_bpe.json");
-    std::fs::copy(
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/assets/tokenizer/clip_bpe.json"
-        ),
-        &good,
-    )
-    .unwrap();
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/tokenizer/clip_bpe.json"), &good).unwrap();
     let tok = Tokenizer::from_file(&good).unwrap();
     assert_eq!(
         tok.encode("Hello &amp; “world”").unwrap(),
-        Tokenizer::clip()
-            .unwrap()
-            .encode("Hello &amp; “world”")
-            .unwrap()
+        Tokenizer::clip().unwrap().encode("Hello &amp; “world”").unwrap()
     );
 
     std::fs::remove_dir_all(&dir).ok();

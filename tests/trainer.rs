@@ -12,7 +12,8 @@ use florence::train::{OptimizerConfig, TrainConfig, Trainer, latest_checkpoint};
 use florence::{Florence, FlorenceError};
 use image::{Rgb, RgbImage};
 
-const COLORS: [(&str, [u8; 3]); 4] = [("red", [220, 30, 30]), ("green", [30, 200, 40]), ("blue", [30, 40, 220]), ("yellow", [230, 220, 20])];
+const COLORS: [(&str, [u8; 3]); 4] =
+    [("red", [220, 30, 30]), ("green", [30, 200, 40]), ("blue", [30, 40, 220]), ("yellow", [230, 220, 20])];
 
 /// A small dataset: a class folder of coloured squares, a JSONL caption file, a CSV caption file
 /// and one truncated PNG among the captions.
@@ -22,7 +23,13 @@ fn dataset(root: &Path) {
         let dir = root.join("classes").join(format!("{name} square"));
         std::fs::create_dir_all(&dir).unwrap();
         for i in 0..3u32 {
-            let img = RgbImage::from_fn(40 + i * 7, 36, |x, y| if (8..28).contains(&x) && (8..28).contains(&y) { Rgb(*rgb) } else { Rgb([(k as u8) * 20 + 90, 110, 120]) });
+            let img = RgbImage::from_fn(40 + i * 7, 36, |x, y| {
+                if (8..28).contains(&x) && (8..28).contains(&y) {
+                    Rgb(*rgb)
+                } else {
+                    Rgb([(k as u8) * 20 + 90, 110, 120])
+                }
+            });
             img.save(dir.join(format!("{i}.png"))).unwrap();
         }
     }
@@ -120,7 +127,11 @@ fn resume_reproduces_an_uninterrupted_run() {
 
     // Interrupted after step 2 (a checkpoint step), then resumed in a new trainer.
     let mut b = Trainer::new(config(&root, "run-b", 4), &root).unwrap();
-    assert_eq!(params(b.model()), params(&Trainer::new(config(&root, "run-c", 4), &root).unwrap().model().clone()), "same seed, same initial weights");
+    assert_eq!(
+        params(b.model()),
+        params(&Trainer::new(config(&root, "run-c", 4), &root).unwrap().model().clone()),
+        "same seed, same initial weights"
+    );
     b.run(Some(2), &mut Recorder::default()).unwrap();
     drop(b);
     let mut b = Trainer::resume(config(&root, "run-b", 4), &root).unwrap();
@@ -134,7 +145,11 @@ fn resume_reproduces_an_uninterrupted_run() {
 
     // The run folder: pruned checkpoints, metrics for every step, a plot, the final weights.
     let out = root.join("run-a");
-    let ckpts: Vec<_> = std::fs::read_dir(out.join("checkpoints")).unwrap().filter_map(|e| e.ok()).filter(|e| e.path().is_dir()).collect();
+    let ckpts: Vec<_> = std::fs::read_dir(out.join("checkpoints"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .collect();
     assert_eq!(ckpts.len(), 2, "keep_checkpoints = 2");
     assert!(latest_checkpoint(&out).unwrap().unwrap().ends_with("step-0000004"));
     let lines = florence::train::metrics::read_metrics(&out.join("metrics.jsonl")).unwrap();
@@ -146,7 +161,9 @@ fn resume_reproduces_an_uninterrupted_run() {
     assert!(rec.warnings.iter().any(|w| w.contains("broken.png")));
     let png = image::open(out.join("metrics.png")).unwrap();
     assert_eq!(png.width(), 960);
-    let final_model = Florence::load(a.model_config(), out.join("final.safetensors"), &florence::device::default_device().unwrap()).unwrap();
+    let final_model =
+        Florence::load(a.model_config(), out.join("final.safetensors"), &florence::device::default_device().unwrap())
+            .unwrap();
     let reloaded = params(&final_model);
     assert!(reloaded.iter().zip(&full).all(|(x, y)| x == y));
     let b_lines = florence::train::metrics::read_metrics(&root.join("run-b").join("metrics.jsonl")).unwrap();
@@ -181,7 +198,9 @@ fn bad_runs_are_typed_errors() {
     assert!(Trainer::new(c, &root).is_err());
     // Config checks.
     for bad in ["batch_size = 1", "accumulation = 0", "grad_cache_chunk = 0", "unknown_field = 1"] {
-        let text = format!("model = \"tiny-clip\"\noutput = \"o\"\nbatch_size = 4\n{bad}\n[[data]]\nkind = \"folder\"\npath = \"x\"\n[optimizer]\nlr = 1e-3\ntotal_steps = 2\n");
+        let text = format!(
+            "model = \"tiny-clip\"\noutput = \"o\"\nbatch_size = 4\n{bad}\n[[data]]\nkind = \"folder\"\npath = \"x\"\n[optimizer]\nlr = 1e-3\ntotal_steps = 2\n"
+        );
         let text = text.replacen("batch_size = 4\nbatch_size = 1", "batch_size = 1", 1);
         assert!(TrainConfig::parse(&text, true).is_err(), "{bad}");
     }
@@ -208,7 +227,11 @@ fn data_parallel_and_checkpointing_follow_the_single_device_run() {
         Trainer::new(c, &root).unwrap().run(None, &mut Recorder::default()).unwrap();
     }
     let losses = |run: &str| -> Vec<f32> {
-        florence::train::metrics::read_metrics(&root.join(run).join("metrics.jsonl")).unwrap().iter().map(|l| l.loss.unwrap()).collect()
+        florence::train::metrics::read_metrics(&root.join(run).join("metrics.jsonl"))
+            .unwrap()
+            .iter()
+            .map(|l| l.loss.unwrap())
+            .collect()
     };
     let (a, b) = (losses("single"), losses("dp"));
     eprintln!("single device {a:?}, two replicas + checkpointing {b:?}");

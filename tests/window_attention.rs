@@ -84,7 +84,8 @@ impl Case {
         let bias = random(rng, [self.heads, n, n], 2.0, device);
         let mask = self.shifted.then(|| {
             let (hp, wp) = (self.grid.0 * self.window.0, self.grid.1 * self.window.1);
-            let m = shifted_window_mask([hp, wp], [self.window.0, self.window.1], [self.window.0 / 2, self.window.1 / 2]);
+            let m =
+                shifted_window_mask([hp, wp], [self.window.0, self.window.1], [self.window.0 / 2, self.window.1 / 2]);
             Tensor::from_data(TensorData::new(m, [self.grid.0 * self.grid.1, n, n]), device)
         });
         (qkv, combined_bias(bias, mask))
@@ -140,7 +141,8 @@ fn fused_gradients_match_reference() {
     }
     for (i, case) in all.into_iter().enumerate() {
         let checkpointing = i % 2 == 1;
-        let dev = if checkpointing { plain.clone().autodiff().gradient_checkpointing() } else { plain.clone().autodiff() };
+        let dev =
+            if checkpointing { plain.clone().autodiff().gradient_checkpointing() } else { plain.clone().autodiff() };
         let (qkv, bias) = case.inputs(&mut rng, &dev);
         let upstream = random(&mut rng, [case.windows(), case.tokens(), case.heads * case.hd], 1.0, &dev);
         let grads = |kind: AttentionKind| {

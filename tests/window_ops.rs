@@ -62,7 +62,8 @@ fn geometry_3d_matches_torchvision_swin3d() {
     let (mut indices, mut masks) = (0, 0);
     for case in ["c0", "c1", "c2", "c3", "c4", "c5"] {
         let key = |k: &str| format!("{case}.{k}");
-        let (size, window, shift) = (triple(&io, &key("size")), triple(&io, &key("window")), triple(&io, &key("shift")));
+        let (size, window, shift) =
+            (triple(&io, &key("size")), triple(&io, &key("window")), triple(&io, &key("shift")));
         let (used, used_shift) = clamp_window_and_shift(size, window, shift);
         assert_eq!(used, triple(&io, &key("window_used")), "{case} window");
         assert_eq!(used_shift, triple(&io, &key("shift_used")), "{case} shift");
@@ -74,9 +75,14 @@ fn geometry_3d_matches_torchvision_swin3d() {
             assert_eq!(relative_position_index(window), full.iter::<i64>().collect::<Vec<_>>(), "{case} index");
             indices += 1;
         }
-        let used_index = io.get(&key("relative_position_index_used")).or_else(|| io.get(&key("relative_position_index")));
+        let used_index =
+            io.get(&key("relative_position_index_used")).or_else(|| io.get(&key("relative_position_index")));
         if let Some(want) = used_index.filter(|d| d.num_elements() == window_len(used).pow(2)) {
-            assert_eq!(clamped_relative_position_index(window, used), want.iter::<i64>().collect::<Vec<_>>(), "{case} used");
+            assert_eq!(
+                clamped_relative_position_index(window, used),
+                want.iter::<i64>().collect::<Vec<_>>(),
+                "{case} used"
+            );
             indices += 1;
         }
         if let Some(want) = io.get(&key("attn_mask")) {
@@ -88,7 +94,10 @@ fn geometry_3d_matches_torchvision_swin3d() {
         }
         let x: Tensor<5> = float(&io, &key("x"), &dev);
         let [b, t, h, w, c] = x.dims();
-        let xp = x.pad([(0, padded[0] - t), (0, padded[1] - h), (0, padded[2] - w), (0, 0)], burn::tensor::ops::PadMode::Constant(0.0));
+        let xp = x.pad(
+            [(0, padded[0] - t), (0, padded[1] - h), (0, padded[2] - w), (0, 0)],
+            burn::tensor::ops::PadMode::Constant(0.0),
+        );
         let windows = window_partition_3d(xp.clone(), used);
         assert_eq!(windows.dims(), [b * num_windows(padded, used), window_len(used), c]);
         assert_close(&format!("{case} partition"), windows.clone(), float(&io, &key("windows"), &dev), 0.0);
@@ -98,7 +107,12 @@ fn geometry_3d_matches_torchvision_swin3d() {
 }
 
 /// A block's attention branch with given torchvision weights (`qkv`, `proj`, bias table).
-fn block_with(io: &std::collections::BTreeMap<String, TensorData>, case: &str, window: &[usize], shift: &[usize]) -> florence::image::block::SwinBlock {
+fn block_with(
+    io: &std::collections::BTreeMap<String, TensorData>,
+    case: &str,
+    window: &[usize],
+    shift: &[usize],
+) -> florence::image::block::SwinBlock {
     use burn::module::Param;
     let dev = device();
     let key = |k: &str| format!("{case}.{k}");

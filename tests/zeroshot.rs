@@ -103,8 +103,14 @@ fn classify_files_end_to_end() {
     // rocket.jpg goes through zune-jpeg rather than libjpeg: a few levels apart on some pixels.
     let png: Vec<usize> = vec![0, 1, 3];
     let want: Tensor<4> = float(&io, "pixels", &device);
-    let idx = Tensor::<1, Int>::from_data(TensorData::new(png.iter().map(|&i| i as i64).collect::<Vec<_>>(), [3]), &device);
-    assert_close("png pixels", pixels.clone().select(0, idx.clone()), want.clone().select(0, idx), 1.0 / 255.0 / 0.224 + 1e-5);
+    let idx =
+        Tensor::<1, Int>::from_data(TensorData::new(png.iter().map(|&i| i as i64).collect::<Vec<_>>(), [3]), &device);
+    assert_close(
+        "png pixels",
+        pixels.clone().select(0, idx.clone()),
+        want.clone().select(0, idx),
+        1.0 / 255.0 / 0.224 + 1e-5,
+    );
 
     let clf = classifier(&model, &tok);
     let preds = clf.classify(&model, pixels, 5).unwrap();
@@ -130,7 +136,8 @@ fn classifier_saves_and_loads() {
 
     // Not a classifier file; a model whose projection differs.
     assert!(ZeroShotClassifier::load(fixture_path("tiny_swin.safetensors"), &device).is_err());
-    let tiny = Florence::load(&FlorenceConfig::preset("tiny").unwrap(), fixture_path("tiny_swin_fp16.pth"), &device).unwrap();
+    let tiny =
+        Florence::load(&FlorenceConfig::preset("tiny").unwrap(), fixture_path("tiny_swin_fp16.pth"), &device).unwrap();
     let other = ZeroShotClassifier::from_embeddings(vec!["a".into()], vec![], Tensor::ones([1, 7], &device)).unwrap();
     let e = other.classify(&tiny, Tensor::zeros([1, 3, 64, 64], &device), 1).unwrap_err().to_string();
     assert!(e.contains("rebuild the classifier"), "{e}");
@@ -150,7 +157,10 @@ fn bad_labels_and_templates_are_errors() {
     assert!(matches!(build(&[], &Templates::Simple), Err(FlorenceError::Labels(_))));
     assert!(matches!(build(&["cat", "cat"], &Templates::Simple), Err(FlorenceError::Labels(_))));
     assert!(matches!(build(&["cat", " "], &Templates::Simple), Err(FlorenceError::Labels(_))));
-    assert!(matches!(build(&["cat"], &Templates::Custom(vec!["no placeholder".into()])), Err(FlorenceError::Labels(_))));
+    assert!(matches!(
+        build(&["cat"], &Templates::Custom(vec!["no placeholder".into()])),
+        Err(FlorenceError::Labels(_))
+    ));
     // A tokenizer whose context does not fit the text tower.
     let short = Tokenizer::clip().unwrap().with_context_length(16);
     let l = labels();
@@ -174,7 +184,8 @@ fn retrieval_index_and_search() {
     assert_eq!(paths.len(), 5);
 
     let mut progress = Recorder::default();
-    let (index, skipped) = ImageIndex::build(&model, &pre, &DecodeOptions::default(), &paths, 2, &mut progress).unwrap();
+    let (index, skipped) =
+        ImageIndex::build(&model, &pre, &DecodeOptions::default(), &paths, 2, &mut progress).unwrap();
     assert_eq!(index.len(), 4);
     assert_eq!(skipped.len(), 1);
     assert!(skipped[0].path.ends_with("broken.jpg"));
@@ -186,14 +197,21 @@ fn retrieval_index_and_search() {
     let want = io["image_embeddings"].clone().convert::<f32>().try_into_vec::<f32>().unwrap();
     for (i, f) in IMAGES.iter().enumerate() {
         let row = index.paths().iter().position(|p| p.ends_with(f)).unwrap();
-        let err = index.embedding(row).iter().zip(&want[i * 24..(i + 1) * 24]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let err = index
+            .embedding(row)
+            .iter()
+            .zip(&want[i * 24..(i + 1) * 24])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
         assert!(err < 2e-3, "{f}: {err}");
     }
 
     // Search by text: the ranking is the ranking of cosine similarities.
     let hits = index.search_text(&model, &tok, "a photo of a cat", 4).unwrap();
     assert_eq!(hits.len(), 4);
-    let q = florence::ops::to_vec_f32(model.encode_text(tok.tokenize(&["a photo of a cat"], &device).unwrap()).unwrap()).unwrap();
+    let q =
+        florence::ops::to_vec_f32(model.encode_text(tok.tokenize(&["a photo of a cat"], &device).unwrap()).unwrap())
+            .unwrap();
     for h in &hits {
         let s: f32 = index.embedding(h.index).iter().zip(&q).map(|(a, b)| a * b).sum();
         assert!((s - h.score).abs() < 1e-5);
@@ -273,7 +291,15 @@ fn hub_references_resolve_from_an_offline_cache() {
     let by_commit = format!("hf://spaces/CVPR/unicl-zero-shot-img-recog@{commit}/tiny_clip_fp16.pth");
     assert_eq!(resolve_weights_in(&by_commit, &cache, true, &mut Silent).unwrap(), file);
     // A revision that is not cached.
-    assert!(resolve_weights_in("hf://spaces/CVPR/unicl-zero-shot-img-recog@v2/tiny_clip_fp16.pth", &cache, true, &mut Silent).is_err());
+    assert!(
+        resolve_weights_in(
+            "hf://spaces/CVPR/unicl-zero-shot-img-recog@v2/tiny_clip_fp16.pth",
+            &cache,
+            true,
+            &mut Silent
+        )
+        .is_err()
+    );
     // A local path is used as is; a missing one is a checkpoint error.
     let local = fixture_path("tiny_clip_fp16.pth");
     assert_eq!(resolve_weights_in(local.to_str().unwrap(), &cache, true, &mut Silent).unwrap(), local);

@@ -7,12 +7,12 @@
 //! with the checkpointer (`prep.checkpoint`) so that a recomputed parent is retrieved from it
 //! (`burn-autodiff-0.22.1/src/ops/tensor.rs`, `float_matmul`).
 
+use burn::backend::Backend;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
-use burn::backend::Backend;
 use burn::backend::tensor::FloatTensor;
 
 use super::ops::WindowAttentionOps;
@@ -41,12 +41,18 @@ impl<B: Backend + WindowAttentionOps> Backward<B, 2> for WindowAttentionBackward
 }
 
 impl<B: Backend + WindowAttentionOps, C: CheckpointStrategy> WindowAttentionOps for Autodiff<B, C> {
-    fn window_attention(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, heads: usize, scale: f64) -> FloatTensor<Self> {
+    fn window_attention(
+        qkv: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        heads: usize,
+        scale: f64,
+    ) -> FloatTensor<Self> {
         match WindowAttentionBackward.prepare::<C>([qkv.node(), bias.node()]).compute_bound().stateful() {
             OpsKind::Tracked(mut prep) => {
                 let qkv_id = prep.checkpoint(&qkv);
                 let bias_id = prep.checkpoint(&bias);
-                let (out, lse) = B::window_attention_with_lse(qkv.into_primitive(), bias.into_primitive(), heads, scale);
+                let (out, lse) =
+                    B::window_attention_with_lse(qkv.into_primitive(), bias.into_primitive(), heads, scale);
                 prep.finish((qkv_id, bias_id, out.clone(), lse, heads, scale), out)
             }
             OpsKind::UnTracked(prep) => {

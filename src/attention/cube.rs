@@ -1,15 +1,15 @@
 //! Launching the CubeCL kernels on `CubeBackend` (wgpu, vulkan, metal, cuda); `Fusion<CubeBackend>`
 //! reaches these through the generated lazy wrapper.
 
+use burn::backend::Shape;
 use burn::backend::TensorMetadata;
 use burn::backend::cubecl::dtype_to_storage_type;
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::Shape;
+use burn_cubecl::CubeBackend;
 use burn_cubecl::cubecl::prelude::*;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
-use burn_cubecl::CubeBackend;
 use burn_cubecl::tensor::CubeTensor;
 
 use super::kernels::{
@@ -72,7 +72,12 @@ fn forward(qkv: CubeTensor, bias: CubeTensor, heads: usize, scale: f64, with_lse
 }
 
 impl WindowAttentionOps for CubeBackend {
-    fn window_attention(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, heads: usize, scale: f64) -> FloatTensor<Self> {
+    fn window_attention(
+        qkv: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        heads: usize,
+        scale: f64,
+    ) -> FloatTensor<Self> {
         forward(qkv, bias, heads, scale, false).0
     }
 

@@ -23,9 +23,6 @@
 use burn_cubecl::cubecl;
 use burn_cubecl::cubecl::prelude::*;
 
-
-
-
 /// The (window, head)-pair index of this cube.
 #[cube]
 fn pair_index() -> usize {
@@ -79,8 +76,8 @@ pub fn window_attention_forward_kernel<F: Float>(
 
     let mut k_tile = Shared::<[f32]>::new_slice(comptime!(tile * hd));
     let mut v_tile = Shared::<[f32]>::new_slice(comptime!(tile * hd));
-        for t0 in 0..(n + tile - 1) / tile {
-            let j0 = t0 * tile;
+    for t0 in 0..(n + tile - 1) / tile {
+        let j0 = t0 * tile;
         let mut e = UNIT_POS_X as usize;
         while e < comptime!(tile * hd) {
             let j = j0 + e / hd;
@@ -236,8 +233,8 @@ pub fn window_attention_backward_q_kernel<F: Float>(
             lse_i = f32::cast_from(lse[(w * nh + h) * n + i]);
             delta_i = f32::cast_from(delta[(w * nh + h) * n + i]);
         }
-                for t0 in 0..(n + tile - 1) / tile {
-                    let j0 = t0 * tile;
+        for t0 in 0..(n + tile - 1) / tile {
+            let j0 = t0 * tile;
             let mut e = UNIT_POS_X as usize;
             while e < comptime!(tile * hd) {
                 let j = j0 + e / hd;
@@ -329,8 +326,8 @@ pub fn window_attention_backward_kv_kernel<F: Float>(
     let mut g_tile = Shared::<[f32]>::new_slice(comptime!(tile * hd));
     let mut lse_tile = Shared::<[f32]>::new_slice(tile);
     let mut delta_tile = Shared::<[f32]>::new_slice(tile);
-        for t0 in 0..(n + tile - 1) / tile {
-            let i0 = t0 * tile;
+    for t0 in 0..(n + tile - 1) / tile {
+        let i0 = t0 * tile;
         let mut e = UNIT_POS_X as usize;
         while e < comptime!(tile * hd) {
             let i = i0 + e / hd;

@@ -12,10 +12,10 @@
 //! - `Autodiff`: [`super::autodiff`], whose backward calls `window_attention_backward`.
 
 #[cfg(feature = "cube")]
+use burn::backend::Shape;
+#[cfg(feature = "cube")]
 use burn::backend::fusion::custom::TensorSpec;
 use burn::backend::tensor::FloatTensor;
-#[cfg(feature = "cube")]
-use burn::backend::Shape;
 use burn::backend::{Backend, backend_extension};
 
 use super::reference;
@@ -33,7 +33,12 @@ use super::reference;
 pub trait WindowAttentionOps: Backend {
     /// `softmax(scale * q k^T + bias) v` per window and head: `[BW, N, C]`.
     #[fusion(dtype = qkv, shape = output_shape(qkv))]
-    fn window_attention(qkv: FloatTensor<Self>, bias: FloatTensor<Self>, heads: usize, scale: f64) -> FloatTensor<Self> {
+    fn window_attention(
+        qkv: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        heads: usize,
+        scale: f64,
+    ) -> FloatTensor<Self> {
         reference::forward::<Self>(qkv, bias, heads, scale).0
     }
 

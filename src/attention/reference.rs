@@ -38,7 +38,10 @@ fn split<B: Backend>(qkv: FloatTensor<B>, heads: usize) -> [FloatTensor<B>; 3] {
     let (bw, n, hd) = (s[0], s[1], s[2] / (3 * heads));
     let x = B::float_permute(B::float_reshape(qkv, Shape::new([bw, n, 3, heads, hd])), &[2, 0, 3, 1, 4]);
     [0, 1, 2].map(|i| {
-        let part = B::float_slice(x.clone(), &[Slice::from(i..i + 1), Slice::from(0..bw), Slice::from(0..heads), Slice::from(0..n), Slice::from(0..hd)]);
+        let part = B::float_slice(
+            x.clone(),
+            &[Slice::from(i..i + 1), Slice::from(0..bw), Slice::from(0..heads), Slice::from(0..n), Slice::from(0..hd)],
+        );
         B::float_reshape(part, Shape::new([bw, heads, n, hd]))
     })
 }
@@ -80,7 +83,12 @@ fn rows<B: Backend>(x: FloatTensor<B>, n: usize) -> FloatTensor<B> {
 }
 
 /// Forward on primitives: `(out [BW, N, C], lse [BW, H, N])`.
-pub(crate) fn forward<B: Backend>(qkv: FloatTensor<B>, bias: FloatTensor<B>, heads: usize, scale: f64) -> (FloatTensor<B>, FloatTensor<B>) {
+pub(crate) fn forward<B: Backend>(
+    qkv: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    heads: usize,
+    scale: f64,
+) -> (FloatTensor<B>, FloatTensor<B>) {
     let (bw, n, h, _, _) = dims(&qkv.shape(), &bias.shape(), heads);
     let [q, k, v] = split::<B>(qkv, heads);
     let s = scores::<B>(q, k, bias, scale);
@@ -117,10 +125,8 @@ pub(crate) fn backward<B: Backend>(
     let dk = B::float_mul_scalar(B::float_matmul(B::float_swap_dims(ds.clone(), 2, 3), q), scale.into());
     let grouped = B::float_reshape(ds, Shape::new([bw / nwb, nwb, h, n, n]));
     let dbias = B::float_reshape(B::float_sum_dim(grouped, 0), Shape::new([nwb, h, n, n]));
-    let stacked = B::float_cat(
-        [dq, dk, dv].into_iter().map(|x| B::float_reshape(x, Shape::new([1, bw, h, n, hd]))).collect(),
-        0,
-    ); // [3, BW, H, N, hd]
+    let stacked =
+        B::float_cat([dq, dk, dv].into_iter().map(|x| B::float_reshape(x, Shape::new([1, bw, h, n, hd]))).collect(), 0); // [3, BW, H, N, hd]
     let dqkv = B::float_reshape(B::float_permute(stacked, &[1, 3, 0, 2, 4]), Shape::new([bw, n, 3 * h * hd]));
     (dqkv, dbias)
 }

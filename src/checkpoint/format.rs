@@ -104,15 +104,20 @@ fn check_pickle(path: &Path) -> Result<(), CheckpointError> {
     use super::pickle_scan::{PickleLimits, PickleProblem, check_pth};
     use crate::limits::LimitError;
     let l = crate::limits::get();
-    let limits =
-        PickleLimits { max_bytes: l.max_pickle_bytes, max_depth: l.max_pickle_depth, max_tensors: l.max_checkpoint_tensors };
+    let limits = PickleLimits {
+        max_bytes: l.max_pickle_bytes,
+        max_depth: l.max_pickle_depth,
+        max_tensors: l.max_checkpoint_tensors,
+    };
     let over = |what: &str, value: u64, limit: u64, limit_name: &'static str, unit: &'static str| {
         let limit = LimitError { what: what.into(), value, limit, limit_name, unit };
         CheckpointError::Limit { path: path.into(), limit }
     };
     match check_pth(path, &limits) {
         Ok(_) => Ok(()),
-        Err(PickleProblem::TooLarge { bytes, limit }) => Err(over("its pickle", bytes, limit, "max_pickle_bytes", " bytes")),
+        Err(PickleProblem::TooLarge { bytes, limit }) => {
+            Err(over("its pickle", bytes, limit, "max_pickle_bytes", " bytes"))
+        }
         Err(PickleProblem::TooDeep { depth, limit }) => {
             Err(over("the nesting depth of its pickle", depth as u64, limit as u64, "max_pickle_depth", ""))
         }

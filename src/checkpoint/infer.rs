@@ -117,7 +117,12 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<CheckpointInfo> {
     }
     if !shapes.keys().any(|n| n.starts_with("image_encoder.") || n.starts_with("text_encoder.")) {
         let sample = shapes.keys().take(5).cloned().collect::<Vec<_>>().join(", ");
-        return Err(crate::error::CheckpointError::NotAFlorenceModel { path: path.into(), count: shapes.len(), sample }.into());
+        return Err(crate::error::CheckpointError::NotAFlorenceModel {
+            path: path.into(),
+            count: shapes.len(),
+            sample,
+        }
+        .into());
     }
     Ok(CheckpointInfo { format, convention, tensors: shapes.len(), parameters, dtypes, shapes: facts(&shapes) })
 }

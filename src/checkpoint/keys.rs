@@ -32,10 +32,7 @@ pub fn strip_wrappers<T>(mut tensors: BTreeMap<String, T>) -> BTreeMap<String, T
         let Some(prefix) = WRAPPERS.iter().find(|p| tensors.keys().any(|k| k.starts_with(*p))) else {
             return tensors;
         };
-        tensors = tensors
-            .into_iter()
-            .filter_map(|(k, v)| k.strip_prefix(prefix).map(|s| (s.to_string(), v)))
-            .collect();
+        tensors = tensors.into_iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|s| (s.to_string(), v))).collect();
     }
 }
 
@@ -103,8 +100,7 @@ pub fn to_unicl(key: &str) -> String {
 
 /// Whether a (canonical) key names a buffer that florence recomputes instead of loading.
 pub fn is_known_buffer(key: &str) -> bool {
-    key.starts_with("image_encoder.")
-        && (key.ends_with(".attn.relative_position_index") || key.ends_with(".attn_mask"))
+    key.starts_with("image_encoder.") && (key.ends_with(".attn.relative_position_index") || key.ends_with(".attn_mask"))
 }
 
 #[cfg(test)]
@@ -116,12 +112,24 @@ mod tests {
         let b = ["visual.norm.weight", "text.ln_final.bias", "vision_projection", "text_projection", "logit_scale"];
         assert_eq!(detect(b), Convention::KliteB);
         let mapped: Vec<_> = b.iter().map(|k| canonical(k, Convention::KliteB)).collect();
-        assert_eq!(mapped, ["image_encoder.norm.weight", "text_encoder.ln_final.bias", "image_projection", "text_projection", "logit_scale"]);
+        assert_eq!(
+            mapped,
+            [
+                "image_encoder.norm.weight",
+                "text_encoder.ln_final.bias",
+                "image_projection",
+                "text_projection",
+                "logit_scale"
+            ]
+        );
         let c = ["image_encoder.norm.weight", "lang_encoder.resblocks.0.attn.in_proj_weight", "lang_projection"];
         assert_eq!(detect(c), Convention::ElevaterC);
         assert_eq!(canonical(c[1], Convention::ElevaterC), "text_encoder.resblocks.0.attn.in_proj.weight");
         assert_eq!(canonical(c[2], Convention::ElevaterC), "text_projection");
-        assert_eq!(to_unicl("text_encoder.resblocks.0.attn.in_proj.bias"), "text_encoder.resblocks.0.attn.in_proj_bias");
+        assert_eq!(
+            to_unicl("text_encoder.resblocks.0.attn.in_proj.bias"),
+            "text_encoder.resblocks.0.attn.in_proj_bias"
+        );
     }
 
     #[test]

@@ -18,9 +18,9 @@ use burn::store::{
 };
 use burn::tensor::DType;
 
+use super::LoadReport;
 use super::format::{self, Format};
 use super::keys::Convention;
-use super::LoadReport;
 use crate::error::{CheckpointError, Result};
 
 /// The per-model part of loading: how the file's keys map to the module's parameter paths and
@@ -187,7 +187,11 @@ pub fn load_module<M: ModuleSnapshot, L: Layout<M>>(module: &mut M, path: &Path,
             Some((pos, shape)) => {
                 if !shape_fits(shape, &t.shape) {
                     if mismatched.as_ref().is_none_or(|(p, _)| pos < p) {
-                        let e = CheckpointError::ShapeMismatch { key: t.name.clone(), expected: shape.clone(), found: t.shape.to_vec() };
+                        let e = CheckpointError::ShapeMismatch {
+                            key: t.name.clone(),
+                            expected: shape.clone(),
+                            found: t.shape.to_vec(),
+                        };
                         mismatched = Some((*pos, e));
                     }
                     continue;
@@ -242,13 +246,17 @@ pub fn load_module<M: ModuleSnapshot, L: Layout<M>>(module: &mut M, path: &Path,
             ApplyError::ShapeMismatch { path, expected, found } => {
                 CheckpointError::ShapeMismatch { key: path.clone(), expected: expected.to_vec(), found: found.to_vec() }
             }
-            ApplyError::DTypeMismatch { path, found, .. } => CheckpointError::DType { key: path.clone(), found: dtype_name(*found) },
+            ApplyError::DTypeMismatch { path, found, .. } => {
+                CheckpointError::DType { key: path.clone(), found: dtype_name(*found) }
+            }
             other => CheckpointError::Corrupt { path: path.into(), format: format.name(), reason: other.to_string() },
         }
         .into());
     }
     if !result.missing.is_empty() {
-        return Err(CheckpointError::MissingKeys { keys: result.missing.iter().map(|(p, _)| p.clone()).collect() }.into());
+        return Err(
+            CheckpointError::MissingKeys { keys: result.missing.iter().map(|(p, _)| p.clone()).collect() }.into()
+        );
     }
     Ok(LoadReport { format, convention, loaded, buffers_checked, dtypes })
 }

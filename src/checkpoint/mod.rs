@@ -31,8 +31,8 @@ pub mod format;
 pub mod infer;
 pub mod keys;
 pub mod loader;
-mod pth;
 mod pickle_scan;
+mod pth;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -119,15 +119,16 @@ impl Florence {
     fn check_buffer(&self, t: &PackTensor) -> Result<bool> {
         let parts: Vec<&str> = t.name.split('.').collect();
         // image_encoder.layers.{i}.blocks.{j}.attn.relative_position_index | .attn_mask
-        let (Some(i), Some(j)) = (
-            parts.get(2).and_then(|s| s.parse::<usize>().ok()),
-            parts.get(4).and_then(|s| s.parse::<usize>().ok()),
-        ) else {
+        let (Some(i), Some(j)) =
+            (parts.get(2).and_then(|s| s.parse::<usize>().ok()), parts.get(4).and_then(|s| s.parse::<usize>().ok()))
+        else {
             return Ok(false);
         };
         let Some(stage) = self.image_encoder.layers.get(i) else { return Ok(false) };
         let Some(block) = stage.blocks.get(j) else { return Ok(false) };
-        let mismatch = |reason: String| -> FlorenceError { CheckpointError::BufferMismatch { key: t.name.clone(), reason }.into() };
+        let mismatch = |reason: String| -> FlorenceError {
+            CheckpointError::BufferMismatch { key: t.name.clone(), reason }.into()
+        };
         let data = bridge::to_data(t).map_err(|e| mismatch(format!("unreadable: {e}")))?;
         if t.name.ends_with("relative_position_index") {
             let (wh, ww) = block.attn.window_2d();
@@ -145,7 +146,9 @@ impl Florence {
             }
         } else {
             let (h, w) = stage.resolution;
-            let Some(want) = stage.shift_mask(h, w, &self.logit_scale.device(), DType::F32).filter(|_| block.is_shifted()) else {
+            let Some(want) =
+                stage.shift_mask(h, w, &self.logit_scale.device(), DType::F32).filter(|_| block.is_shifted())
+            else {
                 return Err(mismatch(format!(
                     "the checkpoint shifts the windows of this block, but with this config stage {i} is {h}x{w} and not shifted (image_size / window_size in the config?)"
                 )));
@@ -171,7 +174,8 @@ impl Florence {
     /// then the int64 `relative_position_index` and `dtype` `attn_mask` buffers of every block.
     /// Each entry is `(name, data, shape)`; `path` only labels errors.
     fn unicl_tensors(&self, path: &Path, dtype: DType) -> Result<Vec<(String, TensorData, Vec<usize>)>> {
-        let write_err = |reason: String| -> FlorenceError { CheckpointError::Write { path: path.into(), reason }.into() };
+        let write_err =
+            |reason: String| -> FlorenceError { CheckpointError::Write { path: path.into(), reason }.into() };
         if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
             return Err(write_err(format!("unsupported dtype {dtype:?}: use F32, F16 or BF16")));
         }
@@ -213,7 +217,8 @@ impl Florence {
     /// (`F32`, `F16` or `BF16`). The file is written beside the target and renamed into place.
     pub fn save_safetensors(&self, path: impl AsRef<Path>, dtype: DType) -> Result<()> {
         let path = path.as_ref();
-        let write_err = |reason: String| -> FlorenceError { CheckpointError::Write { path: path.into(), reason }.into() };
+        let write_err =
+            |reason: String| -> FlorenceError { CheckpointError::Write { path: path.into(), reason }.into() };
         let entries = self.unicl_tensors(path, dtype)?;
         let mut views = Vec::with_capacity(entries.len());
         for (name, data, shape) in &entries {
@@ -229,7 +234,8 @@ impl Florence {
             views.push((name.clone(), view));
         }
         let tmp = path.with_extension("safetensors.partial");
-        let meta = HashMap::from([("format".to_string(), "pt".to_string()), ("producer".to_string(), "florence".to_string())]);
+        let meta =
+            HashMap::from([("format".to_string(), "pt".to_string()), ("producer".to_string(), "florence".to_string())]);
         safetensors::tensor::serialize_to_file(views, Some(meta), &tmp).map_err(|e| write_err(e.to_string()))?;
         std::fs::rename(&tmp, path).map_err(|e| write_err(e.to_string()))
     }
@@ -243,7 +249,8 @@ impl Florence {
     /// into place.
     pub fn save_pth(&self, path: impl AsRef<Path>, dtype: DType) -> Result<()> {
         let path = path.as_ref();
-        let write_err = |reason: String| -> FlorenceError { CheckpointError::Write { path: path.into(), reason }.into() };
+        let write_err =
+            |reason: String| -> FlorenceError { CheckpointError::Write { path: path.into(), reason }.into() };
         let entries = self.unicl_tensors(path, dtype)?;
         let views: Vec<pth::Entry<'_>> = entries
             .iter()

@@ -268,10 +268,7 @@ fn check_stream(
     let mut data = Vec::new();
     loop {
         let missing = want.saturating_sub(data.len() as u64);
-        (&mut file)
-            .take(missing)
-            .read_to_end(&mut data)
-            .map_err(|e| PickleProblem::Malformed(e.to_string()))?;
+        (&mut file).take(missing).read_to_end(&mut data).map_err(|e| PickleProblem::Malformed(e.to_string()))?;
         let held = data.len() as u64;
         match walk_sequence(&data, pickles, limits) {
             Ok(facts) => return Ok(facts),
@@ -942,8 +939,7 @@ mod tests {
         let file = File::create(&path).unwrap();
         let mut zip = zip::ZipWriter::new(file);
         for (name, data, deflated) in entries {
-            let method =
-                if *deflated { zip::CompressionMethod::Deflated } else { zip::CompressionMethod::Stored };
+            let method = if *deflated { zip::CompressionMethod::Deflated } else { zip::CompressionMethod::Stored };
             zip.start_file(*name, SimpleFileOptions::default().compression_method(method)).unwrap();
             zip.write_all(data).unwrap();
         }
@@ -1082,9 +1078,8 @@ J\xfd\xff\xff\xffu.";
     #[test]
     fn unknown_opcodes_are_malformed() {
         // The 68 opcodes of protocols 0 to 5; every other byte is refused as an opcode.
-        let listed = |code: u8| {
-            (0x80..=0x98).contains(&code) || b"(.012FIJKLMNPQRSTUVXabcdeghijlopqrstu})]GBC".contains(&code)
-        };
+        let listed =
+            |code: u8| (0x80..=0x98).contains(&code) || b"(.012FIJKLMNPQRSTUVXabcdeghijlopqrstu})]GBC".contains(&code);
         assert_eq!((0..=255u8).filter(|&code| listed(code)).count(), 68);
         for code in 0..=255u8 {
             let result = scan(&[0x80, 0x02, code, b'.'], &limits());

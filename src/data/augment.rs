@@ -33,7 +33,14 @@ pub struct AugmentConfig {
 
 impl Default for AugmentConfig {
     fn default() -> Self {
-        Self { enabled: true, scale: (0.08, 1.0), ratio: (3.0 / 4.0, 4.0 / 3.0), hflip: 0.5, color_jitter: 0.4, filter: ResizeFilter::Bicubic }
+        Self {
+            enabled: true,
+            scale: (0.08, 1.0),
+            ratio: (3.0 / 4.0, 4.0 / 3.0),
+            hflip: 0.5,
+            color_jitter: 0.4,
+            filter: ResizeFilter::Bicubic,
+        }
     }
 }
 

@@ -18,14 +18,14 @@ use std::thread::JoinHandle;
 use burn::prelude::*;
 
 use super::augment::{AugmentConfig, augment, normalize};
+use super::batch::ContrastiveBatch;
 use super::rng::Rng;
 use super::source::Dataset;
 use crate::error::{FlorenceError, Result};
+use crate::files::Skipped;
 use crate::ops::par_map;
 use crate::preprocess::{DecodeOptions, PreprocessConfig, decode_image_file};
-use crate::files::Skipped;
 use crate::text::tokenizer::Tokenizer;
-use super::batch::ContrastiveBatch;
 
 const PERMUTATION: u64 = 0x5045_524d;
 const SAMPLE: u64 = 0x5341_4d50;

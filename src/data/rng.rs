@@ -20,7 +20,9 @@ pub fn mix64(mut z: u64) -> u64 {
 
 /// A seed derived from a base seed and a list of indices (epoch, sample, purpose, ...).
 pub fn derive_seed(seed: u64, parts: &[u64]) -> u64 {
-    parts.iter().fold(mix64(seed ^ 0x9e37_79b9_7f4a_7c15), |h, &p| mix64(h ^ mix64(p.wrapping_add(0x632b_e59b_d9b4_e019))))
+    parts
+        .iter()
+        .fold(mix64(seed ^ 0x9e37_79b9_7f4a_7c15), |h, &p| mix64(h ^ mix64(p.wrapping_add(0x632b_e59b_d9b4_e019))))
 }
 
 impl Rng {

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::batch::label_for_text;
 use crate::error::{FlorenceError, Result};
 use crate::files::{has_image_extension, list_images};
-use super::batch::label_for_text;
 
 /// What an example's text side is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,10 +108,10 @@ impl Dataset {
             if p.is_dir() {
                 dirs.push(p);
             } else if has_image_extension(&p) {
-                return Err(data_err(root, format!(
-                    "{} is not inside a class folder; an image-label dataset is ROOT/CLASS/IMAGE",
-                    p.display()
-                )));
+                return Err(data_err(
+                    root,
+                    format!("{} is not inside a class folder; an image-label dataset is ROOT/CLASS/IMAGE", p.display()),
+                ));
             }
         }
         dirs.sort();
@@ -146,7 +146,8 @@ impl Dataset {
             }
             let v: serde_json::Value =
                 serde_json::from_str(line).map_err(|e| data_err(file, format!("line {}: {e}", i + 1)))?;
-            let field = |names: &[&str]| names.iter().find_map(|n| v.get(*n).and_then(|x| x.as_str()).map(str::to_string));
+            let field =
+                |names: &[&str]| names.iter().find_map(|n| v.get(*n).and_then(|x| x.as_str()).map(str::to_string));
             let (Some(image), Some(caption)) = (field(&["image", "path", "file"]), field(&["caption", "text"])) else {
                 return Err(data_err(file, format!("line {}: needs string fields \"image\" and \"caption\"", i + 1)));
             };
@@ -284,11 +285,14 @@ mod tests {
     #[test]
     fn csv_quoting() {
         let rows = parse_csv("image,caption\r\na.png,\"a \"\"big\"\", red\nthing\"\nb.png,plain\n").unwrap();
-        assert_eq!(rows, vec![
-            vec!["image".to_string(), "caption".into()],
-            vec!["a.png".into(), "a \"big\", red\nthing".into()],
-            vec!["b.png".into(), "plain".into()],
-        ]);
+        assert_eq!(
+            rows,
+            vec![
+                vec!["image".to_string(), "caption".into()],
+                vec!["a.png".into(), "a \"big\", red\nthing".into()],
+                vec!["b.png".into(), "plain".into()],
+            ]
+        );
         assert!(parse_csv("a,\"open").is_err());
     }
 

@@ -45,14 +45,8 @@ pub enum Shape {
 
 impl Shape {
     /// Every shape, in class order.
-    pub const ALL: [Shape; 6] = [
-        Shape::Circle,
-        Shape::Square,
-        Shape::Triangle,
-        Shape::Star,
-        Shape::Cross,
-        Shape::Diamond,
-    ];
+    pub const ALL: [Shape; 6] =
+        [Shape::Circle, Shape::Square, Shape::Triangle, Shape::Star, Shape::Cross, Shape::Diamond];
 
     /// The word used in captions and class names.
     pub fn name(self) -> &'static str {
@@ -81,14 +75,7 @@ pub enum Color {
 
 impl Color {
     /// Every colour, in class order.
-    pub const ALL: [Color; 6] = [
-        Color::Red,
-        Color::Green,
-        Color::Blue,
-        Color::Yellow,
-        Color::Purple,
-        Color::Orange,
-    ];
+    pub const ALL: [Color; 6] = [Color::Red, Color::Green, Color::Blue, Color::Yellow, Color::Purple, Color::Orange];
 
     /// The word used in captions and class names.
     pub fn name(self) -> &'static str {
@@ -162,13 +149,7 @@ pub enum Position {
 
 impl Position {
     /// Every position.
-    pub const ALL: [Position; 5] = [
-        Position::Left,
-        Position::Right,
-        Position::Top,
-        Position::Bottom,
-        Position::Center,
-    ];
+    pub const ALL: [Position; 5] = [Position::Left, Position::Right, Position::Top, Position::Bottom, Position::Center];
 
     /// A single word: "left", "right", "top", "bottom", "center".
     pub fn name(self) -> &'static str {
@@ -277,17 +258,11 @@ impl SyntheticConfig {
         }
         for (i, pair) in self.held_out.iter().enumerate() {
             if self.held_out[..i].contains(pair) {
-                return Err(format!(
-                    "held-out pair \"{} {}\" is listed more than once",
-                    pair.0.name(),
-                    pair.1.name()
-                ));
+                return Err(format!("held-out pair \"{} {}\" is listed more than once", pair.0.name(), pair.1.name()));
             }
         }
         if self.held_out.len() >= Color::ALL.len() * Shape::ALL.len() {
-            return Err(
-                "every (colour, shape) pair is held out; the Train split would be empty".into(),
-            );
+            return Err("every (colour, shape) pair is held out; the Train split would be empty".into());
         }
         Ok(())
     }
@@ -307,10 +282,7 @@ impl SyntheticConfig {
 
     /// The class names ("red circle", …) of `split`, in the order of [`Self::pairs`].
     pub fn class_names(&self, split: Split) -> Vec<String> {
-        self.pairs(split)
-            .into_iter()
-            .map(|(c, s)| class_name(c, s))
-            .collect()
+        self.pairs(split).into_iter().map(|(c, s)| class_name(c, s)).collect()
     }
 }
 
@@ -381,9 +353,7 @@ pub fn write_dataset(
     layout: Layout,
     on_progress: &mut dyn FnMut(usize, usize),
 ) -> io::Result<usize> {
-    config
-        .validate()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    config.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     if config.pairs(split).is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -402,11 +372,7 @@ pub fn write_dataset(
                 let file = format!("{i:06}.png");
                 save_png(&s.image, &images.join(&file))?;
                 let rel = format!("images/{file}");
-                let line = IndexLine {
-                    image: &rel,
-                    caption: &s.caption,
-                    class: &s.class_name,
-                };
+                let line = IndexLine { image: &rel, caption: &s.caption, class: &s.class_name };
                 serde_json::to_writer(&mut jsonl, &line).map_err(io::Error::other)?;
                 jsonl.push(b'\n');
                 csv.extend_from_slice(csv_field(&rel).as_bytes());
@@ -444,11 +410,7 @@ struct IndexLine<'a> {
 
 /// Quotes a CSV field per RFC 4180 when it contains a comma, quote or line break.
 fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains([',', '"', '\r', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\"")).into()
-    } else {
-        s.into()
-    }
+    if s.contains([',', '"', '\r', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")).into() } else { s.into() }
 }
 
 fn tmp_path(path: &Path) -> std::path::PathBuf {
@@ -459,12 +421,10 @@ fn tmp_path(path: &Path) -> std::path::PathBuf {
 
 fn save_png(image: &RgbImage, path: &Path) -> io::Result<()> {
     let tmp = tmp_path(path);
-    image
-        .save_with_format(&tmp, ImageFormat::Png)
-        .map_err(|e| match e {
-            ::image::ImageError::IoError(e) => e,
-            e => io::Error::other(e),
-        })?;
+    image.save_with_format(&tmp, ImageFormat::Png).map_err(|e| match e {
+        ::image::ImageError::IoError(e) => e,
+        e => io::Error::other(e),
+    })?;
     fs::rename(&tmp, path)
 }
 
@@ -569,10 +529,7 @@ fn luma(rgb: [u8; 3]) -> f64 {
 
 fn draw_params(config: &SyntheticConfig, split: Split, rng: &mut SplitMix64) -> Params {
     let pairs = config.pairs(split);
-    assert!(
-        !pairs.is_empty(),
-        "split {split:?} has no (colour, shape) pairs"
-    );
+    assert!(!pairs.is_empty(), "split {split:?} has no (colour, shape) pairs");
     let side = config.size as f64;
     let (color, shape) = pairs[rng.below(pairs.len())];
     let size = SizeClass::ALL[rng.below(2)];
@@ -629,11 +586,7 @@ fn draw_params(config: &SyntheticConfig, split: Split, rng: &mut SplitMix64) -> 
         radius,
         angle,
         template,
-        background: Background {
-            from,
-            to,
-            direction,
-        },
+        background: Background { from, to, direction },
     }
 }
 
@@ -647,12 +600,7 @@ fn article(word: &str) -> &'static str {
 
 impl Params {
     fn caption(&self) -> String {
-        let (c, s, z, p) = (
-            self.color.name(),
-            self.shape.name(),
-            self.size.name(),
-            self.position.phrase(),
-        );
+        let (c, s, z, p) = (self.color.name(), self.shape.name(), self.size.name(), self.position.phrase());
         let (ac, az) = (article(c), article(z));
         match self.template {
             0 => format!("{az} {z} {c} {s} {p}"),
@@ -730,9 +678,7 @@ impl Geometry {
             Shape::Circle => 1.0,
             Shape::Square => SQUARE_HALF,
             // Distance from the origin to the edge x / w + y = 1.
-            Shape::Diamond => {
-                DIAMOND_HALF_WIDTH / (1.0 + DIAMOND_HALF_WIDTH * DIAMOND_HALF_WIDTH).sqrt()
-            }
+            Shape::Diamond => DIAMOND_HALF_WIDTH / (1.0 + DIAMOND_HALF_WIDTH * DIAMOND_HALF_WIDTH).sqrt(),
             Shape::Cross => CROSS_HALF_WIDTH,
             Shape::Triangle => TRIANGLE_R / 2.0,
             // The inner (reflex) vertices are the closest boundary points.
@@ -893,18 +839,12 @@ mod tests {
         }
         let mut seen = HashSet::new();
         for i in 0..50u64 {
-            assert!(
-                seen.insert(sample(&cfg, Split::Train, i).image.into_raw()),
-                "index {i}"
-            );
+            assert!(seen.insert(sample(&cfg, Split::Train, i).image.into_raw()), "index {i}");
         }
         // Splits and seeds are mixed into the per-sample seed.
         let all = sample(&cfg, Split::All, 0).image;
         assert_ne!(sample(&cfg, Split::Train, 0).image, all);
-        let other = SyntheticConfig {
-            seed: 1,
-            ..cfg.clone()
-        };
+        let other = SyntheticConfig { seed: 1, ..cfg.clone() };
         assert_ne!(sample(&other, Split::All, 0).image, all);
         assert_eq!(all.dimensions(), (64, 64));
     }
@@ -919,10 +859,7 @@ mod tests {
         let mut seen = HashSet::new();
         for i in 0..2000u64 {
             let p = params(&cfg, Split::Train, i);
-            assert!(
-                !held.contains(&(p.color, p.shape)),
-                "held-out pair in Train at {i}"
-            );
+            assert!(!held.contains(&(p.color, p.shape)), "held-out pair in Train at {i}");
             seen.insert((p.color, p.shape));
         }
         assert_eq!(seen.len(), 30, "every train pair appears");
@@ -936,14 +873,8 @@ mod tests {
         // The sample's fields match the drawn parameters.
         let s = sample(&cfg, Split::HeldOut, 3);
         let p = params(&cfg, Split::HeldOut, 3);
-        assert_eq!(
-            (s.color, s.shape, s.size, s.position),
-            (p.color, p.shape, p.size, p.position)
-        );
-        assert_eq!(
-            s.class_name,
-            format!("{} {}", p.color.name(), p.shape.name())
-        );
+        assert_eq!((s.color, s.shape, s.size, s.position), (p.color, p.shape, p.size, p.position));
+        assert_eq!(s.class_name, format!("{} {}", p.color.name(), p.shape.name()));
     }
 
     #[test]
@@ -954,19 +885,9 @@ mod tests {
         assert_eq!(names[35], "orange diamond");
         assert_eq!(
             cfg.class_names(Split::HeldOut),
-            [
-                "red star",
-                "green cross",
-                "blue diamond",
-                "yellow circle",
-                "purple square",
-                "orange triangle"
-            ]
+            ["red star", "green cross", "blue diamond", "yellow circle", "purple square", "orange triangle"]
         );
-        assert!(
-            !cfg.class_names(Split::Train)
-                .contains(&"red star".to_string())
-        );
+        assert!(!cfg.class_names(Split::Train).contains(&"red star".to_string()));
     }
 
     #[test]
@@ -983,11 +904,7 @@ mod tests {
                     assert!((px[c] as i32 - base[c] as i32).abs() <= COLOR_JITTER, "{i}");
                 }
                 // The nearest nominal colour is the right one.
-                let dist = |c: Color| -> i32 {
-                    (0..3)
-                        .map(|k| (c.rgb()[k] as i32 - px[k] as i32).pow(2))
-                        .sum()
-                };
+                let dist = |c: Color| -> i32 { (0..3).map(|k| (c.rgb()[k] as i32 - px[k] as i32).pow(2)).sum() };
                 let nearest = Color::ALL.into_iter().min_by_key(|&c| dist(c)).unwrap();
                 assert_eq!(nearest, p.color, "{i}");
                 // Corners are background: greyish, never a shape colour.
@@ -995,10 +912,7 @@ mod tests {
                     let q = s.image.get_pixel(x, y).0;
                     let (mx, mn) = (*q.iter().max().unwrap(), *q.iter().min().unwrap());
                     if (x as f64 - p.cx).hypot(y as f64 - p.cy) > p.radius * 1.2 + 2.0 {
-                        assert!(
-                            mx - mn <= 2 * BG_TINT as u8 + 1,
-                            "{i}: corner {q:?} too saturated"
-                        );
+                        assert!(mx - mn <= 2 * BG_TINT as u8 + 1, "{i}: corner {q:?} too saturated");
                         assert!((luma(q) - luma(p.rgb)).abs() > BG_LUMA_MARGIN - 20.0);
                     }
                 }
@@ -1010,10 +924,7 @@ mod tests {
     fn colours_are_distinct_under_jitter() {
         for (i, a) in Color::ALL.iter().enumerate() {
             for b in &Color::ALL[i + 1..] {
-                let max_diff = (0..3)
-                    .map(|k| (a.rgb()[k] as i32 - b.rgb()[k] as i32).abs())
-                    .max()
-                    .unwrap();
+                let max_diff = (0..3).map(|k| (a.rgb()[k] as i32 - b.rgb()[k] as i32).abs()).max().unwrap();
                 assert!(max_diff > 4 * COLOR_JITTER, "{a:?} vs {b:?}");
             }
         }
@@ -1027,14 +938,8 @@ mod tests {
             let s = sample(&cfg, Split::All, i);
             templates.insert(params(&cfg, Split::All, i).template);
             let cap = &s.caption;
-            assert!(
-                cap.contains(s.color.name()) && cap.contains(s.shape.name()),
-                "{cap}"
-            );
-            assert!(
-                cap.contains(&format!("{} {}", s.color.name(), s.shape.name())),
-                "{cap}"
-            );
+            assert!(cap.contains(s.color.name()) && cap.contains(s.shape.name()), "{cap}");
+            assert!(cap.contains(&format!("{} {}", s.color.name(), s.shape.name())), "{cap}");
             let words: Vec<&str> = cap.split(' ').collect();
             for w in words.windows(2) {
                 let next = w[1].trim_matches(|c: char| !c.is_alphabetic());
@@ -1050,67 +955,28 @@ mod tests {
             }
         }
         assert_eq!(templates.len(), CAPTION_TEMPLATES);
-        assert_eq!(
-            Params {
-                template: 4,
-                ..params(&cfg, Split::All, 0)
-            }
-            .caption()
-            .matches(", ")
-            .count(),
-            2
-        );
+        assert_eq!(Params { template: 4, ..params(&cfg, Split::All, 0) }.caption().matches(", ").count(), 2);
     }
 
     #[test]
     fn validate_rejects_bad_configs() {
         let ok = SyntheticConfig::default();
         assert!(ok.validate().is_ok());
-        assert!(
-            SyntheticConfig {
-                size: 15,
-                ..ok.clone()
-            }
-            .validate()
-            .is_err()
-        );
-        assert!(
-            SyntheticConfig {
-                size: 513,
-                ..ok.clone()
-            }
-            .validate()
-            .is_err()
-        );
-        assert!(
-            SyntheticConfig {
-                size: 16,
-                ..ok.clone()
-            }
-            .validate()
-            .is_ok()
-        );
+        assert!(SyntheticConfig { size: 15, ..ok.clone() }.validate().is_err());
+        assert!(SyntheticConfig { size: 513, ..ok.clone() }.validate().is_err());
+        assert!(SyntheticConfig { size: 16, ..ok.clone() }.validate().is_ok());
         let mut dup = ok.clone();
         dup.held_out.push((Color::Red, Shape::Star));
         assert!(dup.validate().unwrap_err().contains("red star"));
-        let all = SyntheticConfig {
-            held_out: ok.pairs(Split::All),
-            ..ok.clone()
-        };
+        let all = SyntheticConfig { held_out: ok.pairs(Split::All), ..ok.clone() };
         assert!(all.validate().is_err());
-        let none = SyntheticConfig {
-            held_out: vec![],
-            ..ok.clone()
-        };
+        let none = SyntheticConfig { held_out: vec![], ..ok.clone() };
         assert!(none.validate().is_ok());
         assert_eq!(none.pairs(Split::Train).len(), 36);
         // Small and large images render.
         for size in [16, 100, 512] {
             let cfg = SyntheticConfig { size, ..ok.clone() };
-            assert_eq!(
-                sample(&cfg, Split::Train, 5).image.dimensions(),
-                (size, size)
-            );
+            assert_eq!(sample(&cfg, Split::Train, 5).image.dimensions(), (size, size));
         }
         // Config round-trips through JSON.
         let json = serde_json::to_string(&ok).unwrap();
@@ -1125,29 +991,17 @@ mod tests {
     }
 
     fn scratch_dir(name: &str) -> std::path::PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("florence-synthetic-{}-{name}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("florence-synthetic-{}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
     }
 
     #[test]
     fn write_captions_layout() {
-        let cfg = SyntheticConfig {
-            size: 32,
-            ..SyntheticConfig::default()
-        };
+        let cfg = SyntheticConfig { size: 32, ..SyntheticConfig::default() };
         let dir = scratch_dir("captions");
         let mut calls = Vec::new();
-        let n = write_dataset(
-            &cfg,
-            Split::Train,
-            12,
-            &dir,
-            Layout::Captions,
-            &mut |d, t| calls.push((d, t)),
-        )
-        .unwrap();
+        let n = write_dataset(&cfg, Split::Train, 12, &dir, Layout::Captions, &mut |d, t| calls.push((d, t))).unwrap();
         assert_eq!(n, 12);
         assert_eq!(calls, (1..=12).map(|d| (d, 12)).collect::<Vec<_>>());
         let jsonl = fs::read_to_string(dir.join("captions.jsonl")).unwrap();
@@ -1159,44 +1013,19 @@ mod tests {
             assert_eq!(v["image"], format!("images/{i:06}.png"));
             assert_eq!(v["caption"], s.caption);
             assert_eq!(v["class"], s.class_name);
-            let img = ::image::open(dir.join(v["image"].as_str().unwrap()))
-                .unwrap()
-                .to_rgb8();
+            let img = ::image::open(dir.join(v["image"].as_str().unwrap())).unwrap().to_rgb8();
             assert_eq!(img, s.image);
         }
         let csv = fs::read_to_string(dir.join("captions.csv")).unwrap();
         assert!(csv.starts_with("image,caption\r\nimages/000000.png,"));
         assert_eq!(csv.lines().count(), 13);
         // No temporary files left behind.
-        assert!(
-            fs::read_dir(&dir).unwrap().all(|e| !e
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".tmp"))
-        );
+        assert!(fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
         // Byte-identical on a second run.
         let again = scratch_dir("captions-again");
-        write_dataset(
-            &cfg,
-            Split::Train,
-            12,
-            &again,
-            Layout::Captions,
-            &mut |_, _| {},
-        )
-        .unwrap();
-        for f in [
-            "captions.jsonl",
-            "captions.csv",
-            "images/000000.png",
-            "images/000011.png",
-        ] {
-            assert_eq!(
-                fs::read(dir.join(f)).unwrap(),
-                fs::read(again.join(f)).unwrap(),
-                "{f}"
-            );
+        write_dataset(&cfg, Split::Train, 12, &again, Layout::Captions, &mut |_, _| {}).unwrap();
+        for f in ["captions.jsonl", "captions.csv", "images/000000.png", "images/000011.png"] {
+            assert_eq!(fs::read(dir.join(f)).unwrap(), fs::read(again.join(f)).unwrap(), "{f}");
         }
         fs::remove_dir_all(&dir).unwrap();
         fs::remove_dir_all(&again).unwrap();
@@ -1204,20 +1033,9 @@ mod tests {
 
     #[test]
     fn write_class_folders_layout() {
-        let cfg = SyntheticConfig {
-            size: 32,
-            ..SyntheticConfig::default()
-        };
+        let cfg = SyntheticConfig { size: 32, ..SyntheticConfig::default() };
         let dir = scratch_dir("folders");
-        let n = write_dataset(
-            &cfg,
-            Split::HeldOut,
-            10,
-            &dir,
-            Layout::ClassFolders,
-            &mut |_, _| {},
-        )
-        .unwrap();
+        let n = write_dataset(&cfg, Split::HeldOut, 10, &dir, Layout::ClassFolders, &mut |_, _| {}).unwrap();
         assert_eq!(n, 10);
         let mut count = 0;
         for i in 0..10u64 {
@@ -1226,34 +1044,14 @@ mod tests {
             assert!(path.is_file(), "{}", path.display());
             count += 1;
         }
-        let files: usize = fs::read_dir(&dir)
-            .unwrap()
-            .map(|d| fs::read_dir(d.unwrap().path()).unwrap().count())
-            .sum();
+        let files: usize = fs::read_dir(&dir).unwrap().map(|d| fs::read_dir(d.unwrap().path()).unwrap().count()).sum();
         assert_eq!(files, count);
         // An empty split or invalid config is an InvalidInput error, not a panic.
-        let empty = SyntheticConfig {
-            held_out: vec![],
-            ..cfg.clone()
-        };
-        let err = write_dataset(
-            &empty,
-            Split::HeldOut,
-            1,
-            &dir,
-            Layout::ClassFolders,
-            &mut |_, _| {},
-        );
+        let empty = SyntheticConfig { held_out: vec![], ..cfg.clone() };
+        let err = write_dataset(&empty, Split::HeldOut, 1, &dir, Layout::ClassFolders, &mut |_, _| {});
         assert_eq!(err.unwrap_err().kind(), io::ErrorKind::InvalidInput);
         let bad = SyntheticConfig { size: 4, ..cfg };
-        let err = write_dataset(
-            &bad,
-            Split::Train,
-            1,
-            &dir,
-            Layout::Captions,
-            &mut |_, _| {},
-        );
+        let err = write_dataset(&bad, Split::Train, 1, &dir, Layout::Captions, &mut |_, _| {});
         assert_eq!(err.unwrap_err().kind(), io::ErrorKind::InvalidInput);
         fs::remove_dir_all(&dir).unwrap();
     }

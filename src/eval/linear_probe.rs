@@ -49,11 +49,7 @@ pub struct ProbeConfig {
 
 impl Default for ProbeConfig {
     fn default() -> Self {
-        Self {
-            c: 1.0,
-            max_iter: 1000,
-            tol: 1e-6,
-        }
+        Self { c: 1.0, max_iter: 1000, tol: 1e-6 }
     }
 }
 
@@ -112,21 +108,10 @@ impl LogisticRegression {
             return Err(format!("C = {} is too small: 1 / (C n) overflows", config.c));
         }
         let x: Vec<f64> = features.iter().map(|&v| f64::from(v)).collect();
-        let problem = Problem {
-            x: &x,
-            y: labels,
-            n,
-            dim,
-            classes,
-            lambda,
-        };
+        let problem = Problem { x: &x, y: labels, n, dim, classes, lambda };
         let params = problem.n_params();
-        let result = lbfgs(
-            |theta, grad| problem.objective(theta, grad),
-            vec![0.0; params],
-            config.max_iter,
-            config.tol,
-        );
+        let result =
+            lbfgs(|theta, grad| problem.objective(theta, grad), vec![0.0; params], config.max_iter, config.tol);
         let theta = result.x;
         let (weights, bias) = if problem.binary() {
             let mut weights = vec![0.0; 2 * dim];
@@ -142,14 +127,7 @@ impl LogisticRegression {
             bias.iter_mut().for_each(|b| *b -= mean);
             (weights, bias)
         };
-        Ok(Self {
-            dim,
-            classes,
-            weights,
-            bias,
-            iterations: result.iterations,
-            converged: result.converged,
-        })
+        Ok(Self { dim, classes, weights, bias, iterations: result.iterations, converged: result.converged })
     }
 
     /// Logits, `n x classes` row-major (two classes: the symmetric pair `[-z/2, z/2]` where `z`
@@ -191,10 +169,7 @@ impl LogisticRegression {
     /// The public fields are writable: refuse inconsistent ones instead of panicking.
     fn check(&self) -> Result<(), String> {
         if self.dim == 0 || self.classes == 0 {
-            return Err(format!(
-                "model has dim {} and {} classes",
-                self.dim, self.classes
-            ));
+            return Err(format!("model has dim {} and {} classes", self.dim, self.classes));
         }
         let want = self.classes.checked_mul(self.dim);
         if want != Some(self.weights.len()) || self.bias.len() != self.classes {
@@ -213,12 +188,7 @@ impl LogisticRegression {
 /// Fraction of rows whose label is among the `k` highest scores (`scores` is `n x classes`).
 /// A row counts when fewer than `k` classes score strictly higher than its label, so ties go in
 /// the label's favour. NaN scores are an error.
-pub fn top_k_accuracy(
-    scores: &[f64],
-    classes: usize,
-    labels: &[usize],
-    k: usize,
-) -> Result<f64, String> {
+pub fn top_k_accuracy(scores: &[f64], classes: usize, labels: &[usize], k: usize) -> Result<f64, String> {
     if classes == 0 {
         return Err("classes must be > 0".into());
     }
@@ -231,11 +201,7 @@ pub fn top_k_accuracy(
     }
     check_labels(labels, n, classes)?;
     if let Some(i) = scores.iter().position(|v| v.is_nan()) {
-        return Err(format!(
-            "scores has NaN at row {}, class {}",
-            i / classes,
-            i % classes
-        ));
+        return Err(format!("scores has NaN at row {}, class {}", i / classes, i % classes));
     }
     let hits = scores
         .chunks_exact(classes)
@@ -248,12 +214,7 @@ pub fn top_k_accuracy(
 /// A deterministic few-shot subset: for each class, in order `0..classes`, its indices are
 /// shuffled (Fisher-Yates driven by one SplitMix64 stream seeded with `seed`) and the first `k`
 /// kept. Errors when a class has fewer than `k` examples. Returned sorted ascending.
-pub fn few_shot_indices(
-    labels: &[usize],
-    classes: usize,
-    k: usize,
-    seed: u64,
-) -> Result<Vec<usize>, String> {
+pub fn few_shot_indices(labels: &[usize], classes: usize, k: usize, seed: u64) -> Result<Vec<usize>, String> {
     if classes == 0 {
         return Err("classes must be > 0".into());
     }
@@ -261,10 +222,7 @@ pub fn few_shot_indices(
         return Err("k must be > 0".into());
     }
     if let Some(i) = labels.iter().position(|&y| y >= classes) {
-        return Err(format!(
-            "label {} at index {i} is not below classes = {classes}",
-            labels[i]
-        ));
+        return Err(format!("label {} at index {i} is not below classes = {classes}", labels[i]));
     }
     let mut by_class = vec![Vec::new(); classes];
     for (i, &y) in labels.iter().enumerate() {
@@ -273,12 +231,7 @@ pub fn few_shot_indices(
     let mut short = String::new();
     for (c, idx) in by_class.iter().enumerate() {
         if idx.len() < k {
-            let _ = write!(
-                short,
-                "{}class {c} has {}",
-                if short.is_empty() { "" } else { ", " },
-                idx.len()
-            );
+            let _ = write!(short, "{}class {c} has {}", if short.is_empty() { "" } else { ", " }, idx.len());
         }
     }
     if !short.is_empty() {
@@ -343,10 +296,7 @@ impl Standardizer {
     pub fn apply(&self, features: &[f32]) -> Result<Vec<f32>, String> {
         let dim = self.mean.len();
         if self.std.len() != dim {
-            return Err(format!(
-                "standardizer has {dim} means but {} deviations",
-                self.std.len()
-            ));
+            return Err(format!("standardizer has {dim} means but {} deviations", self.std.len()));
         }
         if let Some(j) = self.std.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
             return Err(format!("standardizer deviation {j} is {}", self.std[j]));
@@ -384,11 +334,7 @@ impl Problem<'_> {
     }
 
     fn n_params(&self) -> usize {
-        if self.binary() {
-            self.dim + 1
-        } else {
-            self.classes * (self.dim + 1)
-        }
+        if self.binary() { self.dim + 1 } else { self.classes * (self.dim + 1) }
     }
 
     /// `f(theta)`, writing its gradient into `grad`.
@@ -404,11 +350,7 @@ impl Problem<'_> {
                 let t = if y == 1 { 1.0 } else { 0.0 };
                 // log(1 + e^z) - t z, and its derivative sigmoid(z) - t, without overflow.
                 loss += z.max(0.0) + (-z.abs()).exp().ln_1p() - t * z;
-                let p = if z >= 0.0 {
-                    1.0 / (1.0 + (-z).exp())
-                } else {
-                    z.exp() / (1.0 + z.exp())
-                };
+                let p = if z >= 0.0 { 1.0 / (1.0 + (-z).exp()) } else { z.exp() / (1.0 + z.exp()) };
                 let r = p - t;
                 axpy(r, x, gw);
                 gb[0] += r;
@@ -462,21 +404,12 @@ struct LbfgsResult {
 }
 
 /// Minimises `f` (which returns the value and writes the gradient) from `x`.
-fn lbfgs<F: FnMut(&[f64], &mut [f64]) -> f64>(
-    mut f: F,
-    mut x: Vec<f64>,
-    max_iter: usize,
-    tol: f64,
-) -> LbfgsResult {
+fn lbfgs<F: FnMut(&[f64], &mut [f64]) -> f64>(mut f: F, mut x: Vec<f64>, max_iter: usize, tol: f64) -> LbfgsResult {
     let p = x.len();
     let mut g = vec![0.0; p];
     let mut fx = f(&x, &mut g);
     if !fx.is_finite() {
-        return LbfgsResult {
-            x,
-            iterations: 0,
-            converged: false,
-        };
+        return LbfgsResult { x, iterations: 0, converged: false };
     }
     let mut s_hist: Vec<Vec<f64>> = Vec::with_capacity(MEMORY);
     let mut y_hist: Vec<Vec<f64>> = Vec::with_capacity(MEMORY);
@@ -488,18 +421,10 @@ fn lbfgs<F: FnMut(&[f64], &mut [f64]) -> f64>(
     let mut iterations = 0;
     loop {
         if max_abs(&g) <= tol {
-            return LbfgsResult {
-                x,
-                iterations,
-                converged: true,
-            };
+            return LbfgsResult { x, iterations, converged: true };
         }
         if iterations >= max_iter {
-            return LbfgsResult {
-                x,
-                iterations,
-                converged: false,
-            };
+            return LbfgsResult { x, iterations, converged: false };
         }
         // Two-loop recursion: d = -H g.
         d.iter_mut().zip(&g).for_each(|(d, &g)| *d = -g);
@@ -528,11 +453,7 @@ fn lbfgs<F: FnMut(&[f64], &mut [f64]) -> f64>(
             d.iter_mut().zip(&g).for_each(|(d, &g)| *d = -g);
             dg = -dot(&g, &g);
         }
-        let step0 = if s_hist.is_empty() {
-            (1.0 / dg.abs().sqrt()).min(1.0)
-        } else {
-            1.0
-        };
+        let step0 = if s_hist.is_empty() { (1.0 / dg.abs().sqrt()).min(1.0) } else { 1.0 };
         let found = line_search(&mut f, &x, fx, &d, dg, step0, &mut x_new, &mut g_new);
         let Some(f_new) = found else {
             if !s_hist.is_empty() {
@@ -543,11 +464,7 @@ fn lbfgs<F: FnMut(&[f64], &mut [f64]) -> f64>(
                 continue;
             }
             // No decrease along -g: f64 resolution reached.
-            return LbfgsResult {
-                converged: max_abs(&g) <= tol,
-                x,
-                iterations,
-            };
+            return LbfgsResult { converged: max_abs(&g) <= tol, x, iterations };
         };
         iterations += 1;
         let s: Vec<f64> = x_new.iter().zip(&x).map(|(a, b)| a - b).collect();
@@ -570,11 +487,7 @@ fn lbfgs<F: FnMut(&[f64], &mut [f64]) -> f64>(
         std::mem::swap(&mut g, &mut g_new);
         fx = f_new;
         if reduction <= FTOL * fx.abs().max(f_new.abs()).max(1.0) {
-            return LbfgsResult {
-                x,
-                iterations,
-                converged: true,
-            };
+            return LbfgsResult { x, iterations, converged: true };
         }
     }
 }
@@ -596,16 +509,15 @@ fn line_search<F: FnMut(&[f64], &mut [f64]) -> f64>(
 ) -> Option<f64> {
     let mut evals = 0;
     let mut best: Option<(f64, f64)> = None; // (step, f) with sufficient decrease
-    let mut eval =
-        |step: f64, x_new: &mut [f64], g_new: &mut [f64], evals: &mut usize| -> (f64, f64) {
-            *evals += 1;
-            for ((xn, &xi), &di) in x_new.iter_mut().zip(x).zip(d) {
-                *xn = xi + step * di;
-            }
-            let fv = f(x_new, g_new);
-            let fv = if fv.is_finite() { fv } else { f64::INFINITY };
-            (fv, dot(g_new, d))
-        };
+    let mut eval = |step: f64, x_new: &mut [f64], g_new: &mut [f64], evals: &mut usize| -> (f64, f64) {
+        *evals += 1;
+        for ((xn, &xi), &di) in x_new.iter_mut().zip(x).zip(d) {
+            *xn = xi + step * di;
+        }
+        let fv = f(x_new, g_new);
+        let fv = if fv.is_finite() { fv } else { f64::INFINITY };
+        (fv, dot(g_new, d))
+    };
     let armijo = |step: f64, fv: f64| fv <= f0 + C1 * step * dg0;
     let wolfe = |dgv: f64| dgv.abs() <= -C2 * dg0;
 
@@ -735,10 +647,7 @@ fn rows<T>(data: &[T], cols: usize, what: &str) -> Result<usize, String> {
         return Err(format!("{what}: the row width must be > 0"));
     }
     if !data.len().is_multiple_of(cols) {
-        return Err(format!(
-            "{what} has {} values, not a multiple of the row width {cols}",
-            data.len()
-        ));
+        return Err(format!("{what} has {} values, not a multiple of the row width {cols}", data.len()));
     }
     Ok(data.len() / cols)
 }
@@ -748,22 +657,14 @@ fn check_labels(labels: &[usize], n: usize, classes: usize) -> Result<(), String
         return Err(format!("{} labels for {n} rows", labels.len()));
     }
     if let Some(i) = labels.iter().position(|&y| y >= classes) {
-        return Err(format!(
-            "label {} at row {i} is not below classes = {classes}",
-            labels[i]
-        ));
+        return Err(format!("label {} at row {i} is not below classes = {classes}", labels[i]));
     }
     Ok(())
 }
 
 fn check_finite(features: &[f32], dim: usize) -> Result<(), String> {
     match features.iter().position(|v| !v.is_finite()) {
-        Some(i) => Err(format!(
-            "features[{}][{}] is {}",
-            i / dim,
-            i % dim,
-            features[i]
-        )),
+        Some(i) => Err(format!("features[{}][{}] is {}", i / dim, i % dim, features[i])),
         None => Ok(()),
     }
 }
@@ -804,13 +705,7 @@ mod tests {
     use super::*;
 
     /// Gaussian-ish blobs from SplitMix64 (sum of uniforms), deterministic.
-    fn blobs(
-        classes: usize,
-        dim: usize,
-        per_class: usize,
-        spread: f64,
-        seed: u64,
-    ) -> (Vec<f32>, Vec<usize>) {
+    fn blobs(classes: usize, dim: usize, per_class: usize, spread: f64, seed: u64) -> (Vec<f32>, Vec<usize>) {
         let mut rng = SplitMix64::new(seed);
         let mut unit = move || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         let centers: Vec<f64> = (0..classes * dim).map(|_| 4.0 * (unit() - 0.5)).collect();
@@ -844,17 +739,7 @@ mod tests {
     #[test]
     fn binary_is_stored_as_a_symmetric_pair() {
         let (x, y) = blobs(2, 3, 20, 0.8, 2);
-        let model = LogisticRegression::fit(
-            &x,
-            3,
-            &y,
-            2,
-            &ProbeConfig {
-                tol: 1e-10,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let model = LogisticRegression::fit(&x, 3, &y, 2, &ProbeConfig { tol: 1e-10, ..Default::default() }).unwrap();
         assert!(model.converged);
         for j in 0..3 {
             assert_eq!(model.weights[j], -model.weights[3 + j]);
@@ -868,18 +753,10 @@ mod tests {
         let (dim, n) = (3, 12);
         let (xf, y) = blobs(classes, dim, n / classes, 1.0, 3);
         let x: Vec<f64> = xf.iter().map(|&v| f64::from(v)).collect();
-        let problem = Problem {
-            x: &x,
-            y: &y,
-            n,
-            dim,
-            classes,
-            lambda: 1.0 / (0.7 * n as f64),
-        };
+        let problem = Problem { x: &x, y: &y, n, dim, classes, lambda: 1.0 / (0.7 * n as f64) };
         let mut rng = SplitMix64::new(9);
-        let theta: Vec<f64> = (0..problem.n_params())
-            .map(|_| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 - 0.5)
-            .collect();
+        let theta: Vec<f64> =
+            (0..problem.n_params()).map(|_| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 - 0.5).collect();
         let mut grad = vec![0.0; theta.len()];
         problem.objective(&theta, &mut grad);
         let mut scratch = vec![0.0; theta.len()];
@@ -888,13 +765,8 @@ mod tests {
             let (mut tp, mut tm) = (theta.clone(), theta.clone());
             tp[i] += h;
             tm[i] -= h;
-            let fd = (problem.objective(&tp, &mut scratch) - problem.objective(&tm, &mut scratch))
-                / (2.0 * h);
-            assert!(
-                (fd - grad[i]).abs() < 1e-8,
-                "param {i}: analytic {} vs finite difference {fd}",
-                grad[i]
-            );
+            let fd = (problem.objective(&tp, &mut scratch) - problem.objective(&tm, &mut scratch)) / (2.0 * h);
+            assert!((fd - grad[i]).abs() < 1e-8, "param {i}: analytic {} vs finite difference {fd}", grad[i]);
         }
     }
 
@@ -909,14 +781,7 @@ mod tests {
         // Two rows, dim 1, three classes, C = 2: f = mean CE + ||W||^2 / (2 C n).
         let x = [1.0, -2.0];
         let y = [0, 2];
-        let problem = Problem {
-            x: &x,
-            y: &y,
-            n: 2,
-            dim: 1,
-            classes: 3,
-            lambda: 1.0 / (2.0 * 2.0),
-        };
+        let problem = Problem { x: &x, y: &y, n: 2, dim: 1, classes: 3, lambda: 1.0 / (2.0 * 2.0) };
         let theta = [0.5, -1.0, 0.25, 0.1, 0.0, -0.3]; // W then b
         let mut grad = [0.0; 6];
         let got = problem.objective(&theta, &mut grad);
@@ -931,17 +796,7 @@ mod tests {
     fn stronger_regularisation_shrinks_the_weights() {
         let (x, y) = blobs(3, 4, 10, 0.6, 4);
         let norm = |c: f64| {
-            let m = LogisticRegression::fit(
-                &x,
-                4,
-                &y,
-                3,
-                &ProbeConfig {
-                    c,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+            let m = LogisticRegression::fit(&x, 4, &y, 3, &ProbeConfig { c, ..Default::default() }).unwrap();
             m.weights.iter().map(|w| w * w).sum::<f64>()
         };
         assert!(norm(0.01) < norm(1.0));
@@ -950,11 +805,7 @@ mod tests {
     #[test]
     fn max_iter_is_respected() {
         let (x, y) = blobs(3, 4, 10, 0.6, 5);
-        let config = ProbeConfig {
-            max_iter: 2,
-            tol: 0.0,
-            ..Default::default()
-        };
+        let config = ProbeConfig { max_iter: 2, tol: 0.0, ..Default::default() };
         let model = LogisticRegression::fit(&x, 4, &y, 3, &config).unwrap();
         assert_eq!(model.iterations, 2);
         assert!(!model.converged);
@@ -997,9 +848,7 @@ mod tests {
 
     #[test]
     fn top_k_accuracy_counts_ranks() {
-        let scores = [
-            0.1, 0.5, 0.4, /* */ 0.9, 0.05, 0.05, /* */ 0.2, 0.3, 0.5,
-        ];
+        let scores = [0.1, 0.5, 0.4, /* */ 0.9, 0.05, 0.05, /* */ 0.2, 0.3, 0.5];
         let labels = [2, 0, 0];
         assert!((top_k_accuracy(&scores, 3, &labels, 1).unwrap() - 1.0 / 3.0).abs() < 1e-15);
         assert!((top_k_accuracy(&scores, 3, &labels, 2).unwrap() - 2.0 / 3.0).abs() < 1e-15);
@@ -1027,25 +876,11 @@ mod tests {
         assert!(fit(&x, 2, &[0, 0], 2, &ok).contains("[1]"));
         assert!(fit(&[], 2, &[], 2, &ok).contains("no training rows"));
         assert!(fit(&[0.0, f32::NAN, 1.0, 0.0], 2, &[0, 1], 2, &ok).contains("features[0][1]"));
-        assert!(
-            fit(&[0.0, 0.0, f32::INFINITY, 0.0], 2, &[0, 1], 2, &ok).contains("features[1][0]")
-        );
+        assert!(fit(&[0.0, 0.0, f32::INFINITY, 0.0], 2, &[0, 1], 2, &ok).contains("features[1][0]"));
         for c in [0.0, -1.0, f64::NAN, f64::INFINITY] {
             assert!(fit(&x, 2, &[0, 1], 2, &ProbeConfig { c, ..ok.clone() }).contains("C must"));
         }
-        assert!(
-            fit(
-                &x,
-                2,
-                &[0, 1],
-                2,
-                &ProbeConfig {
-                    tol: f64::NAN,
-                    ..ok.clone()
-                }
-            )
-            .contains("tol")
-        );
+        assert!(fit(&x, 2, &[0, 1], 2, &ProbeConfig { tol: f64::NAN, ..ok.clone() }).contains("tol"));
     }
 
     #[test]
@@ -1077,13 +912,6 @@ mod tests {
         assert!(Standardizer::fit(&x, 4).is_err());
         assert!(Standardizer::fit(&[f32::NAN], 1).is_err());
         assert!(s.apply(&[1.0]).is_err());
-        assert!(
-            Standardizer {
-                mean: vec![0.0],
-                std: vec![0.0]
-            }
-            .apply(&[1.0])
-            .is_err()
-        );
+        assert!(Standardizer { mean: vec![0.0], std: vec![0.0] }.apply(&[1.0]).is_err());
     }
 }

@@ -11,10 +11,10 @@ use serde::Serialize;
 use super::linear_probe::{LogisticRegression, ProbeConfig, few_shot_indices, top_k_accuracy};
 use crate::data::{Dataset, Target};
 use crate::error::{FlorenceError, Result};
+use crate::files::Skipped;
 use crate::model::Florence;
 use crate::preprocess::{DecodeOptions, Preprocessor};
 use crate::progress::Progress;
-use crate::files::Skipped;
 use crate::retrieval::ImageIndex;
 
 /// L2-normalised image embeddings of a labelled folder.
@@ -52,12 +52,10 @@ pub(crate) fn embed_dataset(
     progress: &mut dyn Progress,
 ) -> Result<FolderFeatures> {
     let paths: Vec<_> = data.examples.iter().map(|e| e.path.clone()).collect();
-    let (index, skipped) = ImageIndex::build(model, preprocessor, &DecodeOptions::default(), &paths, batch_size, progress)?;
-    let label_of: std::collections::HashMap<&Path, usize> = data
-        .examples
-        .iter()
-        .map(|e| (e.path.as_path(), if let Target::Class(k) = e.target { k } else { 0 }))
-        .collect();
+    let (index, skipped) =
+        ImageIndex::build(model, preprocessor, &DecodeOptions::default(), &paths, batch_size, progress)?;
+    let label_of: std::collections::HashMap<&Path, usize> =
+        data.examples.iter().map(|e| (e.path.as_path(), if let Target::Class(k) = e.target { k } else { 0 })).collect();
     let labels = index.paths().iter().map(|p| label_of[p.as_path()]).collect();
     let features = (0..index.len()).flat_map(|i| index.embedding(i).to_vec()).collect();
     Ok(FolderFeatures { features, dim: index.dim(), labels, classes: data.classes, skipped })
@@ -71,7 +69,9 @@ fn align(train: &FolderFeatures, test: &FolderFeatures) -> Result<Vec<usize>> {
         .iter()
         .map(|c| {
             train.classes.iter().position(|t| t == c).ok_or_else(|| {
-                FlorenceError::Input(format!("test class `{c}` has no folder in the training set; the probe cannot predict it"))
+                FlorenceError::Input(format!(
+                    "test class `{c}` has no folder in the training set; the probe cannot predict it"
+                ))
             })
         })
         .collect::<Result<_>>()?;
@@ -102,7 +102,12 @@ pub struct ProbeReport {
 }
 
 /// Fits on `rows` of `train` (all when `None`) and scores `test`.
-pub fn probe_features(train: &FolderFeatures, rows: Option<&[usize]>, test: &FolderFeatures, config: &ProbeConfig) -> Result<ProbeReport> {
+pub fn probe_features(
+    train: &FolderFeatures,
+    rows: Option<&[usize]>,
+    test: &FolderFeatures,
+    config: &ProbeConfig,
+) -> Result<ProbeReport> {
     let test_labels = align(train, test)?;
     let (x, y): (Vec<f32>, Vec<usize>) = match rows {
         None => (train.features.clone(), train.labels.clone()),
@@ -168,7 +173,8 @@ pub fn few_shot_features(
     }
     let reports = (0..trials as u64)
         .map(|t| {
-            let rows = few_shot_indices(&train.labels, train.classes.len(), k, seed.wrapping_add(t)).map_err(probe_err)?;
+            let rows =
+                few_shot_indices(&train.labels, train.classes.len(), k, seed.wrapping_add(t)).map_err(probe_err)?;
             probe_features(train, Some(&rows), test, config)
         })
         .collect::<Result<Vec<_>>>()?;

@@ -6,13 +6,13 @@ use std::path::Path;
 use burn::prelude::*;
 use serde::Serialize;
 
+use super::probe::embed_dataset;
 use crate::data::Dataset;
 use crate::error::{FlorenceError, Result};
+use crate::files::Skipped;
 use crate::model::Florence;
 use crate::preprocess::Preprocessor;
 use crate::progress::Progress;
-use crate::files::Skipped;
-use super::probe::embed_dataset;
 use crate::text::tokenizer::Tokenizer;
 use crate::zeroshot::{Templates, ZeroShotClassifier};
 

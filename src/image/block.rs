@@ -11,8 +11,8 @@ use super::attention::WindowAttention;
 use super::geometry::{num_windows, shifted_window_mask, window_len};
 use super::layout::{BlockLayout, shifted_windows};
 use super::window::{window_partition, window_partition_3d, window_reverse, window_reverse_3d};
-pub use crate::layers::Mlp;
 use crate::layers::Activation;
+pub use crate::layers::Mlp;
 
 /// One Swin block. `shift` is all zeros for even blocks.
 #[derive(Module, Debug)]
@@ -83,10 +83,14 @@ impl SwinBlock {
         }
         let padded: Vec<usize> = size.iter().zip(&window).map(|(&n, &w)| n.div_ceil(w) * w).collect();
         let (n, nw, mask) = match (padded.as_slice(), window.as_slice(), shift.as_slice()) {
-            (&[a, b], &[c, d], &[e, f]) => (window_len([c, d]), num_windows([a, b], [c, d]), shifted_window_mask([a, b], [c, d], [e, f])),
-            (&[a, b, c], &[d, e, f], &[g, h, i]) => {
-                (window_len([d, e, f]), num_windows([a, b, c], [d, e, f]), shifted_window_mask([a, b, c], [d, e, f], [g, h, i]))
+            (&[a, b], &[c, d], &[e, f]) => {
+                (window_len([c, d]), num_windows([a, b], [c, d]), shifted_window_mask([a, b], [c, d], [e, f]))
             }
+            (&[a, b, c], &[d, e, f], &[g, h, i]) => (
+                window_len([d, e, f]),
+                num_windows([a, b, c], [d, e, f]),
+                shifted_window_mask([a, b, c], [d, e, f], [g, h, i]),
+            ),
             _ => return None,
         };
         Some(Tensor::from_data(TensorData::new(mask, [nw, n, n]), (device, dtype)))
@@ -120,9 +124,14 @@ impl SwinBlock {
         let [_, t, h, w, _] = y.dims();
         let (window, shift) = self.decide(&[t, h, w]);
         let win = [window[0], window[1], window[2]];
-        self.attend(y, &window, &shift, mask, |t| window_partition_3d(t, win), |t, p| {
-            window_reverse_3d(t, win, [p[0], p[1], p[2]])
-        })
+        self.attend(
+            y,
+            &window,
+            &shift,
+            mask,
+            |t| window_partition_3d(t, win),
+            |t, p| window_reverse_3d(t, win, [p[0], p[1], p[2]]),
+        )
     }
 
     /// The attention branch on a normalised map: layout, then the shared attention core.

@@ -17,7 +17,15 @@ pub struct ConvEmbed {
 
 impl ConvEmbed {
     /// `Conv2d(c_in, c_out, kernel, stride, padding)` + `LayerNorm(c_out)`.
-    pub fn new(c_in: usize, c_out: usize, kernel: usize, stride: usize, padding: usize, eps: f64, device: &Device) -> Self {
+    pub fn new(
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        eps: f64,
+        device: &Device,
+    ) -> Self {
         Self {
             proj: Conv2dConfig::new([c_in, c_out], [kernel, kernel])
                 .with_stride([stride, stride])

@@ -63,7 +63,12 @@ impl ImageEncoderConfig {
             EmbeddingKind::Conv => 4,
         };
         (0..self.num_stages())
-            .map(|i| FeatureInfo { stage: i, channels: self.stage_dim(i), stride: stem << i, module: format!("layers.{i}") })
+            .map(|i| FeatureInfo {
+                stage: i,
+                channels: self.stage_dim(i),
+                stride: stem << i,
+                module: format!("layers.{i}"),
+            })
             .collect()
     }
 }
@@ -111,7 +116,8 @@ impl ImageEncoderConfig {
                     let s = if odd { [shift.0, shift.1] } else { [0, 0] };
                     let nominal = if odd { [window.0 / 2, window.1 / 2] } else { [0, 0] };
                     let (win, heads) = ([window.0, window.1], self.num_heads[i]);
-                    let mut block = SwinBlock::new(d, heads, &win, &s, &nominal, self.mlp_ratio, self.qkv_bias, eps, device);
+                    let mut block =
+                        SwinBlock::new(d, heads, &win, &s, &nominal, self.mlp_ratio, self.qkv_bias, eps, device);
                     block.attn.attention = self.attention;
                     block.layout = self.layout;
                     block
@@ -212,7 +218,10 @@ impl ImageEncoder {
     /// inputs). `images: [B, C, H, W]`.
     pub fn forward_intermediates(&self, images: Tensor<4>, stages: &[usize]) -> Result<Intermediates> {
         if let Some(&bad) = stages.iter().find(|&&i| i >= self.layers.len()) {
-            return Err(FlorenceError::Input(format!("stage {bad} does not exist: the encoder has {} stages", self.layers.len())));
+            return Err(FlorenceError::Input(format!(
+                "stage {bad} does not exist: the encoder has {} stages",
+                self.layers.len()
+            )));
         }
         let (maps, last) = self.forward_stages(images)?;
         let out = stages

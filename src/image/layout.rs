@@ -81,7 +81,13 @@ impl BlockLayout {
     /// The window and shift a block uses on a map of `size` (spatial axes). `window` is the
     /// block's table window and `fixed` its shift at the config's image size (both already
     /// clamped there); `nominal` is its unclamped shift (`window / 2` or 0).
-    pub fn decide(self, size: &[usize], window: &[usize], fixed: &[usize], nominal: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    pub fn decide(
+        self,
+        size: &[usize],
+        window: &[usize],
+        fixed: &[usize],
+        nominal: &[usize],
+    ) -> (Vec<usize>, Vec<usize>) {
         match self.mode {
             WindowMode::Fixed => (window.to_vec(), fixed.to_vec()),
             WindowMode::Runtime => {

@@ -64,7 +64,9 @@ impl PreprocessConfig {
             return err("`crop` must be at least 1 (the model's input size, e.g. 224)".into());
         }
         if self.resize_shorter == 0 {
-            return err("`resize_shorter` must be at least 1 (UniCL uses int(256/224 * crop), e.g. 256 for crop 224)".into());
+            return err(
+                "`resize_shorter` must be at least 1 (UniCL uses int(256/224 * crop), e.g. 256 for crop 224)".into()
+            );
         }
         // Far beyond any model input; keeps every intermediate size and index in range.
         let side = crate::limits::get().max_image_side as u64;
@@ -75,7 +77,9 @@ impl PreprocessConfig {
                 return err(format!("`mean[{c}]` is {m}; it must be a finite number (ImageNet: 0.485, 0.456, 0.406)"));
             }
             if !(s.is_finite() && s > 0.0) {
-                return err(format!("`std[{c}]` is {s}; it must be a positive finite number (ImageNet: 0.229, 0.224, 0.225)"));
+                return err(format!(
+                    "`std[{c}]` is {s}; it must be a positive finite number (ImageNet: 0.229, 0.224, 0.225)"
+                ));
             }
         }
         Ok(())

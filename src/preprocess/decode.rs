@@ -97,7 +97,11 @@ pub fn decode_image_file(path: impl AsRef<Path>, options: &DecodeOptions) -> Res
     // file larger than the decoded-size limit is refused before it is read.
     if meta.len() > options.max_alloc_bytes {
         return Err(fail(over_limits(
-            format!("the file itself is {}, more than the {} allowed", human_bytes(meta.len()), human_bytes(options.max_alloc_bytes)),
+            format!(
+                "the file itself is {}, more than the {} allowed",
+                human_bytes(meta.len()),
+                human_bytes(options.max_alloc_bytes)
+            ),
             "max_alloc_bytes",
         )));
     }
@@ -186,7 +190,7 @@ fn jpeg_has_end(data: &[u8]) -> bool {
         i += 1;
         match marker {
             0xDA => return data[i.min(data.len())..].windows(2).any(|w| w == [0xFF, 0xD9]),
-            0xD9 => return false, // end before any scan
+            0xD9 => return false,    // end before any scan
             0x01 | 0xD0..=0xD8 => {} // standalone markers
             _ => {
                 let Some(len) = data.get(i..i + 2) else { return false };
@@ -235,10 +239,9 @@ fn over_limits(what: String, field: &str) -> String {
 }
 
 fn unknown_format(head: &[u8]) -> String {
-    let text = std::str::from_utf8(head)
-        .map(|s| s.chars().all(|c| !c.is_control() || c.is_whitespace()))
-        .unwrap_or(false)
-        || (head.iter().all(|&b| b == b'\t' || b == b'\n' || b == b'\r' || (0x20..0x7f).contains(&b)));
+    let text =
+        std::str::from_utf8(head).map(|s| s.chars().all(|c| !c.is_control() || c.is_whitespace())).unwrap_or(false)
+            || (head.iter().all(|&b| b == b'\t' || b == b'\n' || b == b'\r' || (0x20..0x7f).contains(&b)));
     if text {
         let preview: String = String::from_utf8_lossy(head).chars().take(32).collect();
         let lower = preview.to_ascii_lowercase();
@@ -247,7 +250,9 @@ fn unknown_format(head: &[u8]) -> String {
         } else {
             ""
         };
-        format!("this is a text file, not an image (it starts with {preview:?}).{html} florence reads {SUPPORTED} images")
+        format!(
+            "this is a text file, not an image (it starts with {preview:?}).{html} florence reads {SUPPORTED} images"
+        )
     } else {
         let hex: Vec<String> = head.iter().take(8).map(|b| format!("{b:02x}")).collect();
         format!(

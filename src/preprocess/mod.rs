@@ -31,6 +31,6 @@ mod resize;
 mod transform;
 
 pub use config::{IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig, ResizeFilter};
-pub use decode::{DecodeOptions, decode_image_file, decode_image_bytes};
+pub use decode::{DecodeOptions, decode_image_bytes, decode_image_file};
 pub use resize::{center_crop, resize, resize_center_crop, resize_exact, resized_size};
 pub use transform::Preprocessor;

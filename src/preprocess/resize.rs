@@ -363,7 +363,9 @@ mod tests {
     #[test]
     fn windowed_resize_equals_full_resize_then_crop() {
         let filters = [ResizeFilter::Bicubic, ResizeFilter::Bilinear, ResizeFilter::Lanczos, ResizeFilter::Nearest];
-        for (w, h, shorter, crop) in [(7, 30, 24, 20), (30, 7, 24, 20), (13, 11, 16, 20), (5, 9, 6, 4), (40, 30, 20, 16)] {
+        for (w, h, shorter, crop) in
+            [(7, 30, 24, 20), (30, 7, 24, 20), (13, 11, 16, 20), (5, 9, 6, 4), (40, 30, 20, 16)]
+        {
             let img = textured(w, h);
             let (nw, nh) = resized_size(w, h, shorter);
             for f in filters {

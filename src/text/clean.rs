@@ -41,11 +41,7 @@ pub fn clean_text(text: &str) -> String {
     let fixed = fix_text(text);
     let unescaped = html_unescape(&html_unescape(&fixed));
     // `" ".join(text.split())` with Python's `str.split()` whitespace; also does the `strip()`s.
-    let folded = unescaped
-        .split(is_py_space)
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let folded = unescaped.split(is_py_space).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ");
     // Python's `str.lower()`: full case mapping with the final-sigma rule, as `str::to_lowercase`.
     folded.to_lowercase()
 }
@@ -158,8 +154,7 @@ fn uncurl_quotes(text: &str) -> String {
 
 /// ftfy `fixes.fix_line_breaks`: CRLF, CR, U+2028, U+2029 and U+0085 to `\n`.
 fn fix_line_breaks(text: &str) -> String {
-    text.replace("\r\n", "\n")
-        .replace(['\r', '\u{2028}', '\u{2029}', '\u{85}'], "\n")
+    text.replace("\r\n", "\n").replace(['\r', '\u{2028}', '\u{2029}', '\u{85}'], "\n")
 }
 
 /// ftfy `fixes.remove_terminal_escapes`: `ANSI_RE = "\033\[((?:\d|;)*)([a-zA-Z])"` removed.
@@ -254,23 +249,14 @@ fn match_charref(s: &[char]) -> (usize, Cow<'static, str>) {
         let start = if hex { 3 } else { 2 };
         let digits = s[start.min(s.len())..]
             .iter()
-            .take_while(|c| {
-                if hex {
-                    c.is_ascii_hexdigit()
-                } else {
-                    c.is_ascii_digit()
-                }
-            })
+            .take_while(|c| if hex { c.is_ascii_hexdigit() } else { c.is_ascii_digit() })
             .count();
         if digits == 0 {
             return (0, Cow::Borrowed(""));
         }
         let num: String = s[start..start + digits].iter().collect();
         let value = u32::from_str_radix(&num, if hex { 16 } else { 10 }).unwrap_or(u32::MAX);
-        return (
-            start + digits + semicolon(start + digits),
-            Cow::Owned(numeric_charref(value)),
-        );
+        return (start + digits + semicolon(start + digits), Cow::Owned(numeric_charref(value)));
     }
     let name = s[1..]
         .iter()
@@ -282,10 +268,7 @@ fn match_charref(s: &[char]) -> (usize, Cow<'static, str>) {
     }
     let len = 1 + name + semicolon(1 + name);
     let reference: String = s[..len].iter().collect();
-    (
-        len,
-        Cow::Owned(htmlize::unescape(reference.as_str()).into_owned()),
-    )
+    (len, Cow::Owned(htmlize::unescape(reference.as_str()).into_owned()))
 }
 
 /// Python `html._replace_charref` for a numeric reference.
@@ -294,16 +277,12 @@ fn numeric_charref(num: u32) -> String {
         0 => "\u{fffd}".into(),
         0x0d => "\r".into(),
         // `_invalid_charrefs`: Windows-1252 (0x81, 0x8d, 0x8f, 0x90, 0x9d map to themselves)
-        0x80..=0x9f => cp1252_decode(num as u8)
-            .map(String::from)
-            .unwrap_or_default(),
+        0x80..=0x9f => cp1252_decode(num as u8).map(String::from).unwrap_or_default(),
         0xd800..=0xdfff | 0x110000.. => "\u{fffd}".into(),
         // `_invalid_codepoints`: C0/C1 controls but whitespace, U+FDD0..FDEF, U+xFFFE/U+xFFFF.
         0x1..=0x8 | 0xb | 0xe..=0x1f | 0x7f | 0xfdd0..=0xfdef => String::new(),
         n if n & 0xfffe == 0xfffe => String::new(),
-        n => char::from_u32(n)
-            .map(String::from)
-            .unwrap_or_else(|| "\u{fffd}".into()),
+        n => char::from_u32(n).map(String::from).unwrap_or_else(|| "\u{fffd}".into()),
     }
 }
 
@@ -321,11 +300,7 @@ fn ftfy_unescape_html(text: &str) -> String {
     while i < chars.len() {
         if chars[i] == '&' {
             let hash = usize::from(chars.get(i + 1) == Some(&'#'));
-            let body = chars[i + 1 + hash..]
-                .iter()
-                .take(24)
-                .take_while(|c| c.is_ascii_alphanumeric())
-                .count();
+            let body = chars[i + 1 + hash..].iter().take(24).take_while(|c| c.is_ascii_alphanumeric()).count();
             let end = i + 1 + hash + body;
             if body > 0 && chars.get(end) == Some(&';') {
                 let entity: String = chars[i..=end].iter().collect();
@@ -411,10 +386,7 @@ fn encode_charmap(text: &str, enc: Charmap) -> Option<Vec<u8>> {
                     0x81 | 0x8d | 0x8f | 0x90 | 0x9d => Some(cp as u8),
                     0x80..=0x9f => None,
                     0..=0xff => Some(cp as u8),
-                    _ => CP1252_80_9F
-                        .iter()
-                        .position(|&m| m == Some(c))
-                        .map(|i| 0x80 + i as u8),
+                    _ => CP1252_80_9F.iter().position(|&m| m == Some(c)).map(|i| 0x80 + i as u8),
                 },
             }
         })
@@ -539,10 +511,7 @@ fn altered_utf8_match(b: &[u8], i: usize) -> Option<usize> {
     }
     if b0 == 0xf0 {
         let (x1, x2, x3) = (at(1), at(2), at(3));
-        if (sp(x1) && cont(x2) && cont(x3))
-            || (cont(x1) && sp(x2) && cont(x3))
-            || (cont(x1) && cont(x2) && sp(x3))
-        {
+        if (sp(x1) && cont(x2) && cont(x3)) || (cont(x1) && sp(x2) && cont(x3)) || (cont(x1) && cont(x2) && sp(x3)) {
             return Some(4);
         }
     }
@@ -557,9 +526,7 @@ fn restore_byte_a0(bytes: &[u8]) -> Vec<u8> {
     while i < bytes.len() {
         if bytes[i] == 0xc3 && bytes.get(i + 1) == Some(&b' ') {
             let rest = &bytes[i + 2..];
-            let excluded = [&b" "[..], b"quele", b"quela", b"quilo", b"s "]
-                .iter()
-                .any(|p| rest.starts_with(p));
+            let excluded = [&b" "[..], b"quele", b"quela", b"quilo", b"s "].iter().any(|p| rest.starts_with(p));
             if !excluded {
                 a.extend_from_slice(b"\xc3\xa0 ");
                 i += 2;
@@ -573,11 +540,7 @@ fn restore_byte_a0(bytes: &[u8]) -> Vec<u8> {
     let mut i = 0;
     while i < a.len() {
         if let Some(len) = altered_utf8_match(&a, i) {
-            out.extend(
-                a[i..i + len]
-                    .iter()
-                    .map(|&x| if x == b' ' { 0xa0 } else { x }),
-            );
+            out.extend(a[i..i + len].iter().map(|&x| if x == b' ' { 0xa0 } else { x }));
             i += len;
         } else {
             out.push(a[i]);
@@ -628,8 +591,7 @@ fn lossy_match(b: &[u8], i: usize) -> Option<usize> {
     {
         return Some(6);
     }
-    if (0xe0..=0xef).contains(&b0) && ((lost(at(1)) && cont(at(2))) || (cont(at(1)) && lost(at(2))))
-    {
+    if (0xe0..=0xef).contains(&b0) && ((lost(at(1)) && cont(at(2))) || (cont(at(1)) && lost(at(2)))) {
         return Some(3);
     }
     if (0xf0..=0xf4).contains(&b0) {
@@ -658,12 +620,8 @@ fn utf8_detector_match(chars: &[char], i: usize) -> usize {
     if i > 0 && in_category(chars[i - 1], UTF8_CONTINUATION_STRICT) {
         return 0;
     }
-    let cont = |k: usize, n: usize| {
-        chars.len() >= k + n
-            && chars[k..k + n]
-                .iter()
-                .all(|&c| in_category(c, UTF8_CONTINUATION))
-    };
+    let cont =
+        |k: usize, n: usize| chars.len() >= k + n && chars[k..k + n].iter().all(|&c| in_category(c, UTF8_CONTINUATION));
     let mut end = i;
     while end < chars.len() {
         let c = chars[end];
@@ -715,14 +673,15 @@ const C1: &str = "\u{80}-\u{9f}";
 const BAD: &str = "\u{a6}\u{a4}\u{a8}\u{ac}\u{af}\u{b8}\u{192}\u{2c6}\u{2c7}\u{2d8}\u{2db}\u{2dc}\u{2020}\u{2021}\u{2030}\u{2310}\u{25ca}\u{fffd}\u{aa}\u{ba}";
 const LAW: &str = "\u{b6}\u{a7}";
 const CURRENCY: &str = "\u{a2}\u{a3}\u{a5}\u{20a7}\u{20ac}";
-const START_PUNCT: &str = "\u{a1}\u{ab}\u{bf}\u{a9}\u{384}\u{385}\u{2018}\u{201a}\u{201c}\u{201e}\u{2022}\u{2039}\u{f8ff}";
+const START_PUNCT: &str =
+    "\u{a1}\u{ab}\u{bf}\u{a9}\u{384}\u{385}\u{2018}\u{201a}\u{201c}\u{201e}\u{2022}\u{2039}\u{f8ff}";
 const END_PUNCT: &str = "\u{ae}\u{bb}\u{2dd}\u{201d}\u{203a}\u{2122}";
 const NUMERIC: &str = "\u{b2}\u{b3}\u{b9}\u{b1}\u{bc}\u{bd}\u{be}\u{d7}\u{b5}\u{f7}\u{2044}\u{2202}\u{2206}\u{220f}\u{2211}\u{221a}\u{221e}\u{2229}\u{222b}\u{2248}\u{2260}\u{2261}\u{2264}\u{2265}\u{2116}";
-const KAOMOJI: &str =
-    "\u{d2}-\u{d6}\u{d9}-\u{dc}\u{f2}-\u{f6}\u{f8}-\u{fc}\u{150}\u{14c}\u{16a}\u{172}\u{b0}";
+const KAOMOJI: &str = "\u{d2}-\u{d6}\u{d9}-\u{dc}\u{f2}-\u{f6}\u{f8}-\u{fc}\u{150}\u{14c}\u{16a}\u{172}\u{b0}";
 const UPPER_ACC: &str = "\u{c0}-\u{d1}\u{d8}\u{dc}\u{dd}\u{102}\u{100}\u{104}\u{106}\u{10c}\u{10e}\u{110}\u{118}\u{11a}\u{112}\u{116}\u{11e}\u{122}\u{130}\u{12a}\u{136}\u{139}\u{13d}\u{141}\u{13b}\u{143}\u{147}\u{145}\u{152}\u{158}\u{15a}\u{15e}\u{160}\u{162}\u{164}\u{16e}\u{170}\u{178}\u{179}\u{17b}\u{17d}\u{490}";
 const LOWER_ACC: &str = "\u{df}\u{e0}-\u{f1}\u{103}\u{105}\u{101}\u{107}\u{10d}\u{10f}\u{111}\u{119}\u{11b}\u{113}\u{117}\u{11f}\u{123}\u{12f}\u{12b}\u{137}\u{13a}\u{13e}\u{142}\u{13c}\u{153}\u{155}\u{15b}\u{15f}\u{161}\u{165}\u{fc}\u{17a}\u{17c}\u{17e}\u{491}\u{fb01}\u{fb02}";
-const UPPER_COMMON: &str = "\u{de}\u{391}-\u{3a9}\u{386}\u{388}\u{389}\u{38a}\u{38c}\u{38e}\u{38f}\u{3aa}\u{3ab}\u{401}-\u{42f}";
+const UPPER_COMMON: &str =
+    "\u{de}\u{391}-\u{3a9}\u{386}\u{388}\u{389}\u{38a}\u{38c}\u{38e}\u{38f}\u{3aa}\u{3ab}\u{401}-\u{42f}";
 const LOWER_COMMON: &str = "\u{3b1}-\u{3c9}\u{3ac}\u{3ad}\u{3ae}\u{3af}\u{3b0}\u{430}-\u{45f}";
 const BOX: &str = "\u{2502}\u{250c}\u{2510}\u{2518}\u{251c}\u{2524}\u{252c}\u{253c}\u{2550}-\u{256c}\u{2580}\u{2584}\u{2588}\u{258c}\u{2590}\u{2591}\u{2592}\u{2593}";
 
@@ -837,10 +796,7 @@ pub fn is_bad(text: &str) -> bool {
         BADNESS.iter().any(|&(anchored, alt)| {
             (!anchored || start == 0)
                 && start + alt.len() <= chars.len()
-                && alt
-                    .iter()
-                    .zip(&chars[start..])
-                    .all(|(&class, &c)| class_matches(class, c))
+                && alt.iter().zip(&chars[start..]).all(|(&class, &c)| class_matches(class, c))
         })
     })
 }
@@ -866,10 +822,7 @@ mod tests {
 
     #[test]
     fn python_numeric_charrefs() {
-        assert_eq!(
-            html_unescape("&#0;&#7;&#x80;&#x110000;&#65"),
-            "\u{fffd}€\u{fffd}A"
-        );
+        assert_eq!(html_unescape("&#0;&#7;&#x80;&#x110000;&#65"), "\u{fffd}€\u{fffd}A");
     }
 
     #[test]

@@ -106,9 +106,7 @@ impl TextEncoder {
 
     fn causal_mask(&self, len: usize, device: &Device, dtype: DType) -> Tensor<2> {
         // UniCL `build_attention_mask`: -inf strictly above the diagonal, added to the scores.
-        let mask: Vec<f32> = (0..len * len)
-            .map(|k| if k % len > k / len { f32::NEG_INFINITY } else { 0.0 })
-            .collect();
+        let mask: Vec<f32> = (0..len * len).map(|k| if k % len > k / len { f32::NEG_INFINITY } else { 0.0 }).collect();
         Tensor::from_data(TensorData::new(mask, [len, len]), (device, dtype))
     }
 

@@ -89,10 +89,7 @@ impl Tokenizer {
     /// [`clean_text`] first.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Tokenizer> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| FlorenceError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = std::fs::read(path).map_err(|source| FlorenceError::Io { path: path.to_path_buf(), source })?;
         Self::from_bytes(&bytes, &path.display().to_string())
     }
 
@@ -105,25 +102,15 @@ impl Tokenizer {
         })?;
         let id = |token: &str| {
             inner.token_to_id(token).ok_or_else(|| {
-                FlorenceError::Tokenizer(format!(
-                    "{name} has no `{token}` token; florence needs a CLIP BPE tokenizer"
-                ))
+                FlorenceError::Tokenizer(format!("{name} has no `{token}` token; florence needs a CLIP BPE tokenizer"))
             })
         };
         let (sot, eot) = (id(SOT_TOKEN)?, id(EOT_TOKEN)?);
         // A literal "<|endoftext|>" in the text is ordinary text for open_clip.
         inner.set_encode_special_tokens(true);
-        inner
-            .with_truncation(None)
-            .map_err(|e| FlorenceError::Tokenizer(format!("{name}: {e}")))?;
+        inner.with_truncation(None).map_err(|e| FlorenceError::Tokenizer(format!("{name}: {e}")))?;
         inner.with_padding(None);
-        Ok(Tokenizer {
-            inner,
-            sot,
-            eot,
-            context_length: DEFAULT_CONTEXT_LENGTH,
-            padding: Padding::default(),
-        })
+        Ok(Tokenizer { inner, sot, eot, context_length: DEFAULT_CONTEXT_LENGTH, padding: Padding::default() })
     }
 
     /// Sets the context length (77 for CLIP/UniCL). Must be at least 2 to hold `sot` and `eot`;
@@ -241,15 +228,10 @@ impl Tokenizer {
     /// - output: `[B, context_length]`, `B = texts.len()` (at least 1).
     pub fn tokenize(&self, texts: &[&str], device: &Device) -> Result<Tensor<2, Int>> {
         if texts.is_empty() {
-            return Err(FlorenceError::Input(
-                "tokenize needs at least one text".into(),
-            ));
+            return Err(FlorenceError::Input("tokenize needs at least one text".into()));
         }
         let rows = self.encode_batch(texts)?;
         let flat: Vec<i64> = rows.iter().flatten().map(|&id| i64::from(id)).collect();
-        Ok(Tensor::from_data(
-            TensorData::new(flat, [texts.len(), self.context_length]),
-            device,
-        ))
+        Ok(Tensor::from_data(TensorData::new(flat, [texts.len(), self.context_length]), device))
     }
 }

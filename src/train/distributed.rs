@@ -24,9 +24,9 @@ use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::DType;
 
+use super::loss::unicl_loss;
 use super::step::{StepGradients, StepOptions};
 use crate::data::ContrastiveBatch;
-use super::loss::unicl_loss;
 use crate::error::{FlorenceError, Result};
 use crate::model::Florence;
 
@@ -61,7 +61,8 @@ pub fn all_gather(parts: Vec<Tensor<2>>) -> Result<Vec<Tensor<2>>> {
         .into_iter()
         .map(|p| {
             let n = p.dims()[0];
-            let buf = Tensor::<2>::zeros([total, d], (&p.device(), p.dtype())).slice_assign([offset..offset + n, 0..d], p);
+            let buf =
+                Tensor::<2>::zeros([total, d], (&p.device(), p.dtype())).slice_assign([offset..offset + n, 0..d], p);
             offset += n;
             buf
         })
@@ -109,7 +110,11 @@ fn like_model_ids(model: &Florence, t: Tensor<2, Int>) -> Tensor<2, Int> {
 /// with the batch split over the replicas (one per device; all must be copies of one model in
 /// training mode, e.g. `model.clone().fork(&device)`). Equal to full-batch backpropagation up to
 /// summation order, for any number of replicas and any `chunk`.
-pub fn data_parallel_gradients(replicas: &[Florence], batch: &ContrastiveBatch, opts: StepOptions) -> Result<StepGradients> {
+pub fn data_parallel_gradients(
+    replicas: &[Florence],
+    batch: &ContrastiveBatch,
+    opts: StepOptions,
+) -> Result<StepGradients> {
     if replicas.is_empty() {
         return Err(FlorenceError::Input("data-parallel training needs at least one replica".into()));
     }
@@ -158,7 +163,11 @@ pub fn data_parallel_gradients(replicas: &[Florence], batch: &ContrastiveBatch, 
     let loss = unicl_loss(u_all.clone(), v_all.clone(), scale, &batch.labels, opts.max_scale)?.total;
     let value = loss.clone().into_scalar::<f32>();
     let mut grads = (loss * opts.loss_weight).backward();
-    let missing = || FlorenceError::Input("the model is not in training mode on the autodiff backend: call `model.train()` first".into());
+    let missing = || {
+        FlorenceError::Input(
+            "the model is not in training mode on the autodiff backend: call `model.train()` first".into(),
+        )
+    };
     let gu = u_all.grad_remove(&mut grads).ok_or_else(missing)?;
     let gv = v_all.grad_remove(&mut grads).ok_or_else(missing)?;
     let mut acc = GradientsAccumulator::<Florence>::new();
@@ -177,8 +186,14 @@ pub fn data_parallel_gradients(replicas: &[Florence], batch: &ContrastiveBatch, 
                     let device = model.devices().into_iter().next().unwrap_or_default();
                     let mut acc = GradientsAccumulator::<Florence>::new();
                     for c in chunks {
-                        let x = like_model(model, batch.images.clone().slice_dim(0, c.clone()).without_autodiff().to_device(&device));
-                        let t = like_model_ids(model, batch.ids.clone().slice_dim(0, c.clone()).without_autodiff().to_device(&device));
+                        let x = like_model(
+                            model,
+                            batch.images.clone().slice_dim(0, c.clone()).without_autodiff().to_device(&device),
+                        );
+                        let t = like_model_ids(
+                            model,
+                            batch.ids.clone().slice_dim(0, c.clone()).without_autodiff().to_device(&device),
+                        );
                         let u = model.encode_image(x)?;
                         let v = model.encode_text(t)?;
                         let gu_k = gu.clone().slice_dim(0, c.clone()).detach().to_device(&device).cast(u.dtype());

@@ -23,7 +23,11 @@ use crate::model::Florence;
 
 /// Plain backpropagation through the whole batch at once. `model` must be in training mode on
 /// the autodiff backend (`model.train()`, or built with `config.init(&device.autodiff())`).
-pub fn full_batch_gradients(model: &Florence, batch: &ContrastiveBatch, max_scale: Option<f32>) -> Result<StepGradients> {
+pub fn full_batch_gradients(
+    model: &Florence,
+    batch: &ContrastiveBatch,
+    max_scale: Option<f32>,
+) -> Result<StepGradients> {
     batch.check()?;
     let u = model.encode_image(batch.images.clone().autodiff())?;
     let v = model.encode_text(batch.ids.clone().autodiff())?;

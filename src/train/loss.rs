@@ -39,7 +39,13 @@ pub struct UniclLoss {
 /// `max_scale` optionally clamps `exp(logit_scale)` from above (CLIP clamps at 100; UniCL does not
 /// clamp, so `None` is the reference behaviour). Gradients flow into `u`, `v` and `logit_scale`
 /// when they are tracked.
-pub fn unicl_loss(u: Tensor<2>, v: Tensor<2>, logit_scale: Tensor<1>, labels: &[u64], max_scale: Option<f32>) -> Result<UniclLoss> {
+pub fn unicl_loss(
+    u: Tensor<2>,
+    v: Tensor<2>,
+    logit_scale: Tensor<1>,
+    labels: &[u64],
+    max_scale: Option<f32>,
+) -> Result<UniclLoss> {
     let [n, d] = u.dims();
     if v.dims() != [n, d] {
         return Err(FlorenceError::Input(format!(
@@ -49,7 +55,10 @@ pub fn unicl_loss(u: Tensor<2>, v: Tensor<2>, logit_scale: Tensor<1>, labels: &[
         )));
     }
     if labels.len() != n || n == 0 {
-        return Err(FlorenceError::Input(format!("{} labels for a batch of {n} pairs; give one label per pair", labels.len())));
+        return Err(FlorenceError::Input(format!(
+            "{} labels for a batch of {n} pairs; give one label per pair",
+            labels.len()
+        )));
     }
     let (device, dtype) = (u.device(), u.dtype());
     let mut scale = logit_scale.exp();

@@ -53,7 +53,8 @@ impl MetricsLog {
     /// Opens `path`, keeping only lines with `step <= keep_until` (what a resumed run has not
     /// redone); a missing file is fine.
     pub fn open(path: PathBuf, keep_until: usize) -> Result<Self> {
-        let kept: Vec<MetricsLine> = read_metrics(&path).unwrap_or_default().into_iter().filter(|l| l.step <= keep_until).collect();
+        let kept: Vec<MetricsLine> =
+            read_metrics(&path).unwrap_or_default().into_iter().filter(|l| l.step <= keep_until).collect();
         let mut text = String::new();
         for l in &kept {
             text.push_str(&serde_json::to_string(l).expect("plain struct"));
@@ -97,9 +98,16 @@ const MARGIN: u32 = 36;
 pub fn plot_metrics(lines: &[MetricsLine], path: &Path) -> Result<()> {
     let mut img = RgbImage::from_pixel(2 * W, H, Rgb([255, 255, 255]));
     let max_step = lines.iter().map(|l| l.step).max().unwrap_or(1).max(1) as f32;
-    let loss: Vec<(f32, f32)> = lines.iter().filter_map(|l| l.loss.map(|v| (l.step as f32, v))).filter(|p| p.1.is_finite()).collect();
+    let loss: Vec<(f32, f32)> =
+        lines.iter().filter_map(|l| l.loss.map(|v| (l.step as f32, v))).filter(|p| p.1.is_finite()).collect();
     let (lo, hi) = loss.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
-    let (lo, hi) = if loss.is_empty() { (0.0, 1.0) } else if hi > lo { (lo, hi) } else { (lo - 0.5, hi + 0.5) };
+    let (lo, hi) = if loss.is_empty() {
+        (0.0, 1.0)
+    } else if hi > lo {
+        (lo, hi)
+    } else {
+        (lo - 0.5, hi + 0.5)
+    };
     panel(&mut img, 0, (0.0, max_step), (lo, hi), &[(&loss, Rgb([31, 119, 180]))]);
     let top1: Vec<(f32, f32)> = lines.iter().filter_map(|l| l.zero_shot_top1.map(|v| (l.step as f32, v))).collect();
     let top5: Vec<(f32, f32)> = lines.iter().filter_map(|l| l.zero_shot_top5.map(|v| (l.step as f32, v))).collect();

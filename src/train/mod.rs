@@ -13,10 +13,10 @@ pub mod step;
 pub use crate::data::{ContrastiveBatch, label_for_text};
 pub use distributed::{all_gather, all_reduce_sum, data_parallel_gradients, shard_ranges};
 pub use grad_cache::{full_batch_gradients, grad_cache_gradients};
-pub use step::{StepGradients, StepOptions};
+pub use loss::{UniclLoss, unicl_loss};
 pub use optimizer::{OptimizerConfig, decay_groups, decay_table};
 pub use precision::{LossScaler, cast_params, master_gradients};
-pub use loss::{UniclLoss, unicl_loss};
+pub use step::{StepGradients, StepOptions};
 pub mod trainer;
 
 pub use config::{EvalSpec, Precision, TrainConfig};

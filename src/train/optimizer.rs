@@ -65,7 +65,11 @@ impl OptimizerConfig {
         if self.total_steps == 0 || self.warmup_steps > self.total_steps {
             return bad("`total_steps` must be at least 1 and at least `warmup_steps`");
         }
-        if self.weight_decay.is_nan() || self.weight_decay < 0.0 || !(0.0..1.0).contains(&self.betas.0) || !(0.0..1.0).contains(&self.betas.1) {
+        if self.weight_decay.is_nan()
+            || self.weight_decay < 0.0
+            || !(0.0..1.0).contains(&self.betas.0)
+            || !(0.0..1.0).contains(&self.betas.1)
+        {
             return bad("`weight_decay` must be >= 0 and both betas in [0, 1)");
         }
         Ok(())
@@ -135,7 +139,9 @@ impl ModuleVisitor for Groups {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let path = self.path.join(".");
         let no_decay = D == 1
-            || ["token_embedding", "positional_embedding", "relative_position_bias_table"].iter().any(|k| path.contains(k));
+            || ["token_embedding", "positional_embedding", "relative_position_bias_table"]
+                .iter()
+                .any(|k| path.contains(k));
         if no_decay {
             self.no_decay.push(param.id);
         } else {

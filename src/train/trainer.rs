@@ -26,16 +26,16 @@ use burn::tensor::DType;
 use serde::{Deserialize, Serialize};
 
 use super::config::{Precision, TrainConfig};
+use super::distributed::data_parallel_gradients;
+use super::metrics::{MetricsLine, MetricsLog, plot_metrics, read_metrics};
 use super::optimizer::OptimizerConfig;
 use super::precision::{LossScaler, cast_params, master_gradients};
-use super::distributed::data_parallel_gradients;
 use super::step::StepOptions;
-use super::metrics::{MetricsLine, MetricsLog, plot_metrics, read_metrics};
 use crate::config::FlorenceConfig;
 use crate::data::{BatchSource, Dataset, Loader};
 use crate::error::{FlorenceError, Result};
-use crate::files::Skipped;
 use crate::eval::{ZeroShotReport, zero_shot_folder};
+use crate::files::Skipped;
 use crate::model::Florence;
 use crate::preprocess::{DecodeOptions, Preprocessor};
 use crate::progress::{Progress, Silent};
@@ -138,7 +138,10 @@ impl Trainer {
     pub fn resume(cfg: TrainConfig, base: &Path) -> Result<Self> {
         let output = base.join(&cfg.output);
         let ckpt = latest_checkpoint(&output)?.ok_or_else(|| {
-            FlorenceError::Config(format!("{} has no checkpoint to resume from; start without `--resume`", output.display()))
+            FlorenceError::Config(format!(
+                "{} has no checkpoint to resume from; start without `--resume`",
+                output.display()
+            ))
         })?;
         let state: TrainState = serde_json::from_slice(&std::fs::read(ckpt.join("state.json")).map_err(io(&ckpt))?)
             .map_err(|e| FlorenceError::Config(format!("{}: {e}", ckpt.join("state.json").display())))?;
@@ -197,7 +200,9 @@ impl Trainer {
             if let Some(dtype) = half
                 && !d.supports_dtype(dtype)
             {
-                return Err(FlorenceError::Config(format!("device `{name}` does not support {dtype:?}; use `precision = \"f32\"`")));
+                return Err(FlorenceError::Config(format!(
+                    "device `{name}` does not support {dtype:?}; use `precision = \"f32\"`"
+                )));
             }
             let mut d = d.autodiff();
             if cfg.gradient_checkpointing {
@@ -269,7 +274,22 @@ impl Trainer {
             Some(e) => Some((at(&e.folder), tpl(&e.templates)?, e.every, e.batch_size)),
             None => None,
         };
-        Ok(Self { cfg, base: base.to_path_buf(), output, model_config, devices, model, master, scaler, optim, source, step: 0, pairs_seen: 0, skipped: 0, eval })
+        Ok(Self {
+            cfg,
+            base: base.to_path_buf(),
+            output,
+            model_config,
+            devices,
+            model,
+            master,
+            scaler,
+            optim,
+            source,
+            step: 0,
+            pairs_seen: 0,
+            skipped: 0,
+            eval,
+        })
     }
 
     /// Optimiser steps taken so far.
@@ -315,7 +335,8 @@ impl Trainer {
         let (chunk, max_scale) = (self.cfg.grad_cache_chunk, self.cfg.max_logit_scale);
         let opts = move |w: f32| StepOptions { chunk, max_scale, loss_weight: w };
         let started = Instant::now();
-        let (mut pairs, mut skipped_here, mut last_loss, mut last_eval, mut last_ckpt) = (0u64, 0usize, None, None, None);
+        let (mut pairs, mut skipped_here, mut last_loss, mut last_eval, mut last_ckpt) =
+            (0u64, 0usize, None, None, None);
         progress.start("train", total);
         progress.advance(self.step);
         while self.step < end {
@@ -431,7 +452,13 @@ impl Trainer {
     }
 
     /// `false` when f16 gradients overflowed and the step was skipped.
-    fn apply(&mut self, lr: f64, grads: burn::optim::GradientsParams, loss_scale: f32, progress: &mut dyn Progress) -> bool {
+    fn apply(
+        &mut self,
+        lr: f64,
+        grads: burn::optim::GradientsParams,
+        loss_scale: f32,
+        progress: &mut dyn Progress,
+    ) -> bool {
         let Some(master) = self.master.take() else {
             self.model = self.optim.step(lr, self.model.clone(), grads);
             return true;
@@ -498,7 +525,12 @@ impl Trainer {
         let mut old: Vec<PathBuf> = std::fs::read_dir(&dir)
             .map_err(io(&dir))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-") && !n.ends_with(".partial")))
+            .filter(|p| {
+                p.is_dir()
+                    && p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("step-") && !n.ends_with(".partial"))
+            })
             .collect();
         old.sort();
         let excess = old.len().saturating_sub(self.cfg.keep_checkpoints);
@@ -523,7 +555,11 @@ pub fn latest_checkpoint(output: &Path) -> Result<Option<PathBuf>> {
     let name = std::fs::read_to_string(&latest).map_err(io(&latest))?;
     let dir = output.join("checkpoints").join(name.trim());
     if !dir.join("state.json").exists() {
-        return Err(FlorenceError::Config(format!("{} names {}, which is incomplete or missing", latest.display(), dir.display())));
+        return Err(FlorenceError::Config(format!(
+            "{} names {}, which is incomplete or missing",
+            latest.display(),
+            dir.display()
+        )));
     }
     Ok(Some(dir))
 }

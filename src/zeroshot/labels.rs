@@ -29,7 +29,12 @@ pub fn validate_labels(labels: &[String]) -> Result<()> {
     crate::limits::check("the number of labels", labels.len() as u64, limits.max_labels as u64, "max_labels")?;
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, l) in labels.iter().enumerate() {
-        crate::limits::check_bytes(format!("label {}", i + 1), l.len() as u64, limits.max_text_bytes as u64, "max_text_bytes")?;
+        crate::limits::check_bytes(
+            format!("label {}", i + 1),
+            l.len() as u64,
+            limits.max_text_bytes as u64,
+            "max_text_bytes",
+        )?;
         if l.trim().is_empty() {
             return Err(FlorenceError::Labels(format!(
                 "label {} is blank; remove it (a trailing comma in --labels makes one)",

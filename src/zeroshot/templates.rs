@@ -71,7 +71,12 @@ impl Templates {
             return Err(FlorenceError::Labels("no prompt templates: give at least one line with a `{}`".into()));
         }
         let limits = crate::limits::get();
-        crate::limits::check("the number of prompt templates", list.len() as u64, limits.max_templates as u64, "max_templates")?;
+        crate::limits::check(
+            "the number of prompt templates",
+            list.len() as u64,
+            limits.max_templates as u64,
+            "max_templates",
+        )?;
         for (i, t) in list.iter().enumerate() {
             let n = t.matches("{}").count();
             if n != 1 {

@@ -36,7 +36,9 @@ pub fn device() -> Device {
 /// [`device`] itself (flex has a single device, so its replicas share it).
 pub fn replica_device() -> Device {
     match std::env::var("FLORENCE_REPLICA_DEVICE") {
-        Ok(name) => florence::device::device_by_name(name.trim()).expect("FLORENCE_REPLICA_DEVICE names a compiled-in device"),
+        Ok(name) => {
+            florence::device::device_by_name(name.trim()).expect("FLORENCE_REPLICA_DEVICE names a compiled-in device")
+        }
         Err(_) => device(),
     }
 }

@@ -79,8 +79,7 @@ pub fn load(a: &ModelArgs) -> Result<Loaded> {
     let path = resolve(&a.weights, a.quiet)?;
     let config = config(a.config.as_deref(), &path)?;
     let device = device(a.device.as_deref())?;
-    let model = Florence::load(&config, &path, &device)
-        .with_context(|| format!("loading {}", path.display()))?;
+    let model = Florence::load(&config, &path, &device).with_context(|| format!("loading {}", path.display()))?;
     let tokenizer = match &a.tokenizer {
         Some(p) => Tokenizer::from_file(p)?,
         None => {

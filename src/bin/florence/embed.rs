@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use florence::preprocess::decode_image_file;
 use florence::ops::to_vec_f32 as host;
+use florence::preprocess::decode_image_file;
 
 use crate::common::{ModelArgs, load};
 

@@ -96,11 +96,27 @@ pub fn run(cmd: EvalCommand) -> Result<ExitCode> {
                 None => None,
             };
             let templates = Templates::parse(&templates)?;
-            let r = zero_shot_folder(&l.model, &l.tokenizer, &l.preprocessor, &folder, &templates, candidates.as_deref(), model.batch_size, &mut bar)?;
+            let r = zero_shot_folder(
+                &l.model,
+                &l.tokenizer,
+                &l.preprocessor,
+                &folder,
+                &templates,
+                candidates.as_deref(),
+                model.batch_size,
+                &mut bar,
+            )?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
-                println!("zero-shot on {}: top-1 {:.4}, top-5 {:.4} ({} images, {} classes)", folder.display(), r.top1, r.top5, r.n, r.classes);
+                println!(
+                    "zero-shot on {}: top-1 {:.4}, top-5 {:.4} ({} images, {} classes)",
+                    folder.display(),
+                    r.top1,
+                    r.top5,
+                    r.n,
+                    r.classes
+                );
                 for c in &r.per_class {
                     println!("  {:<24} {:.4}  ({} images)", c.class, c.top1, c.n);
                 }
@@ -112,20 +128,45 @@ pub fn run(cmd: EvalCommand) -> Result<ExitCode> {
         EvalCommand::LinearProbe { model, probe } => {
             let l = load(&model)?;
             let mut bar = Bar::new(model.quiet);
-            let r = linear_probe(&l.model, &l.preprocessor, &probe.train, &probe.test, &probe.config(), model.batch_size, &mut bar)?;
+            let r = linear_probe(
+                &l.model,
+                &l.preprocessor,
+                &probe.train,
+                &probe.test,
+                &probe.config(),
+                model.batch_size,
+                &mut bar,
+            )?;
             if probe.json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 println!(
                     "linear probe: top-1 {:.4}, top-5 {:.4} ({} train, {} test images, {} classes, {} iterations{})",
-                    r.top1, r.top5, r.train_n, r.test_n, r.classes, r.iterations, if r.converged { "" } else { ", not converged" }
+                    r.top1,
+                    r.top5,
+                    r.train_n,
+                    r.test_n,
+                    r.classes,
+                    r.iterations,
+                    if r.converged { "" } else { ", not converged" }
                 );
             }
         }
         EvalCommand::FewShot { model, probe, k, trials, seed } => {
             let l = load(&model)?;
             let mut bar = Bar::new(model.quiet);
-            let r = few_shot(&l.model, &l.preprocessor, &probe.train, &probe.test, k, trials, seed, &probe.config(), model.batch_size, &mut bar)?;
+            let r = few_shot(
+                &l.model,
+                &l.preprocessor,
+                &probe.train,
+                &probe.test,
+                k,
+                trials,
+                seed,
+                &probe.config(),
+                model.batch_size,
+                &mut bar,
+            )?;
             if probe.json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {

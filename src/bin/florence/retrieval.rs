@@ -56,17 +56,13 @@ pub fn index(a: IndexArgs) -> Result<ExitCode> {
     }
     let m = load(&a.model)?;
     let mut bar = Bar::new(a.model.quiet);
-    let (index, skipped) = ImageIndex::build(&m.model, &m.preprocessor, &m.decode, &paths, a.model.batch_size, &mut bar)?;
+    let (index, skipped) =
+        ImageIndex::build(&m.model, &m.preprocessor, &m.decode, &paths, a.model.batch_size, &mut bar)?;
     if index.is_empty() {
         bail!("none of the {} files under {} could be read", paths.len(), a.folder.display());
     }
     index.save(&a.output)?;
-    eprintln!(
-        "indexed {} images into {} ({} skipped)",
-        index.len(),
-        a.output.display(),
-        skipped.len()
-    );
+    eprintln!("indexed {} images into {} ({} skipped)", index.len(), a.output.display(), skipped.len());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -77,10 +73,8 @@ pub fn search(a: SearchArgs) -> Result<ExitCode> {
         let m = load(&a.model)?;
         let hits = index.search_text(&m.model, &m.tokenizer, text, a.top_k)?;
         if a.json {
-            let v: Vec<_> = hits
-                .iter()
-                .map(|h| serde_json::json!({"path": index.paths()[h.index], "score": h.score}))
-                .collect();
+            let v: Vec<_> =
+                hits.iter().map(|h| serde_json::json!({"path": index.paths()[h.index], "score": h.score})).collect();
             println!("{}", serde_json::to_string_pretty(&v)?);
         } else {
             for h in &hits {

@@ -32,12 +32,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let base = a.config.parent().map(Path::to_path_buf).unwrap_or_default();
     let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
     let mut trainer = if a.resume { Trainer::resume(cfg, &base)? } else { Trainer::new(cfg, &base)? };
-    eprintln!(
-        "training {} from step {} into {}",
-        a.config.display(),
-        trainer.step(),
-        trainer.output().display()
-    );
+    eprintln!("training {} from step {} into {}", a.config.display(), trainer.step(), trainer.output().display());
     let mut bar = Bar::new(a.quiet);
     let s = trainer.run(a.stop_at, &mut bar)?;
     println!(
@@ -48,7 +43,10 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         s.skipped
     );
     if let Some(e) = &s.eval {
-        println!("zero-shot on the eval folder: top-1 {:.4}, top-5 {:.4} ({} images, {} classes)", e.top1, e.top5, e.n, e.classes);
+        println!(
+            "zero-shot on the eval folder: top-1 {:.4}, top-5 {:.4} ({} images, {} classes)",
+            e.top1, e.top5, e.n, e.classes
+        );
     }
     if let Some(c) = &s.checkpoint {
         println!("checkpoint: {}", c.display());
