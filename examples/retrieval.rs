@@ -41,6 +41,8 @@ fn main() -> anyhow::Result<()> {
     let preprocessor = Preprocessor::new(config.preprocess())?;
     let decode = DecodeOptions::default();
 
+    // Paths print as the user gave them: the default folder relative to the crate's root.
+    let shown = |p: &std::path::Path| p.strip_prefix(ROOT).unwrap_or(p).display().to_string();
     let paths = list_images(folder.as_ref())?;
     let mut progress = Recorder::default();
     let (index, skipped) = ImageIndex::build(&model, &preprocessor, &decode, &paths, 16, &mut progress)?;
@@ -51,7 +53,7 @@ fn main() -> anyhow::Result<()> {
 
     println!("query: {query:?}");
     for h in index.search_text(&model, &tokenizer, &query, 3)? {
-        println!("  {:.4}  {}", h.score, index.paths()[h.index].display());
+        println!("  {:.4}  {}", h.score, shown(&index.paths()[h.index]));
     }
 
     let Some(first) = index.paths().first() else {
@@ -59,7 +61,7 @@ fn main() -> anyhow::Result<()> {
     };
     let texts: Vec<String> = ["a cat", "a cup of coffee", "a rocket launch", "an astronaut"].map(String::from).to_vec();
     let pixels = preprocessor.batch(&[decode_image_file(first, &decode)?], &device)?;
-    println!("texts for {}:", first.display());
+    println!("texts for {}:", shown(first));
     for h in rank_texts(&model, &tokenizer, pixels, &texts, texts.len())?.remove(0) {
         println!("  {:.4}  {}", h.score, texts[h.index]);
     }

@@ -5,6 +5,8 @@
 //! cargo run --release --example zero_shot -- --image assets/shapes/images/green_cross.png
 //! cargo run --release --example zero_shot -- --weights in21k_yfcc14m_gcc15m_swin_base.pth \
 //!     --config unicl-swin-b --image my.jpg --labels "cat,dog,coffee mug" --templates imagenet
+//! cargo run --release --features hub --example zero_shot -- --weights unicl-swin-b --image my.jpg \
+//!     --labels "cat,dog,coffee mug" --templates imagenet      # a registry name: downloaded, checked
 //! ```
 //!
 //! Without `--weights` the model is the bundled shapes model (`assets/shapes/`): a small CoSwin
@@ -44,8 +46,9 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let device = florence::device::default_device()?;
-    // No --weights: the bundled shapes model and its config. --weights without --config: the
-    // preset the checkpoint's shapes match.
+    // No --weights: the bundled shapes model and its config. --weights NAME (a registry name):
+    // its file, preset and preprocessing. --weights FILE without --config: the preset the
+    // checkpoint's shapes match.
     let (weights, config) = match weights {
         Some(w) => (w, config),
         None => (
@@ -53,10 +56,21 @@ fn main() -> anyhow::Result<()> {
             config.or(Some(format!("{ROOT}/assets/shapes/config.json"))),
         ),
     };
-    let config = match config {
-        Some(c) => FlorenceConfig::from_preset_or_file(&c)?,
-        None => florence::checkpoint::infer_config(&weights)?.1,
+    if !std::path::Path::new(&weights).exists() && florence::pretrained::find(&weights).is_ok() {
+        eprintln!("weights {weights}: from the hub cache, else downloaded once (no progress shown) and checked");
+    }
+    let resolved = florence::pretrained::resolve_reference(&weights, &mut Silent)?;
+    let weights = resolved.path;
+    let mut config = match (config, resolved.entry) {
+        (Some(c), _) => FlorenceConfig::from_preset_or_file(&c)?,
+        (None, Some(entry)) => entry.config()?,
+        (None, None) => florence::checkpoint::infer_config(&weights)?.1,
     };
+    if let Some(entry) = resolved.entry
+        && config.preprocess.is_none()
+    {
+        config.preprocess = Some(entry.preprocess.clone());
+    }
     let model = Florence::load(&config, &weights, &device)?;
     let tokenizer = Tokenizer::clip()?.with_context_length(config.text.context_length);
     let labels = parse_label_list(&labels);

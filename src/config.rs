@@ -1,7 +1,10 @@
 //! Model configuration: serde structs with `init(&device)`, named presets and JSON I/O.
 //!
-//! Field meanings and values follow `florence-spec.md`: Swin (§3), CvT convolutional embedding
-//! (§1.3, §4), the UniCL text transformer (§1.4) and the two-tower head (§1.5).
+//! Field meanings and values follow the public sources: Swin (Liu et al. 2021; timm's
+//! `swin_transformer.py`), CvT convolutional embedding (`lib/models/cls_cvt.py` of microsoft/CvT),
+//! and UniCL's text transformer and two-tower head
+//! (https://github.com/microsoft/UniCL/blob/9983bf8/model/text_encoder/transformer.py,
+//! `model/model.py`).
 
 use std::path::Path;
 
@@ -96,6 +99,32 @@ pub struct TextEncoderConfig {
     /// LayerNorm epsilon. UniCL's "TF-style" LayerNorm uses 1e-12 (not CLIP's 1e-5).
     #[serde(default = "default_text_eps")]
     pub layer_norm_eps: f64,
+    /// Which position of each token row is the pooled text feature (see [`TextPooling`]).
+    /// JSON `"argmax"` (the default, UniCL's; omitted when default) or `{"eot_id": 49407}` (the
+    /// first occurrence of that end-of-text id; a row without it is an input error). For CLIP-BPE
+    /// rows (end-of-text 49407, the largest id, padding with zeros or with 49407) both pick the
+    /// same position; `eot_id` is for tokenizers whose end-of-text id is not the largest.
+    #[serde(default, skip_serializing_if = "is_default_pooling")]
+    pub pooling: TextPooling,
+}
+
+/// How the text tower picks the pooled position of each token row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextPooling {
+    /// The first position holding the row's largest id: UniCL's and CLIP's
+    /// `x[arange(B), text.argmax(-1)]`, which finds the end-of-text token because CLIP's
+    /// (49407) is the largest id. The default: the UniCL checkpoints were trained with it. A row
+    /// of equal ids (all padding, say) pools at position 0, as `argmax` does.
+    #[default]
+    Argmax,
+    /// The first occurrence of this end-of-text id (`< vocab_size`). A row without it is a
+    /// [`FlorenceError::Input`] naming the row.
+    EotId(u32),
+}
+
+fn is_default_pooling(pooling: &TextPooling) -> bool {
+    *pooling == TextPooling::default()
 }
 
 /// A whole two-tower model.
@@ -276,7 +305,7 @@ impl ImageEncoderConfig {
         Ok(())
     }
 
-    /// Parameter count, from the formulas in florence-spec.md §1.2 (no classifier head).
+    /// Parameter count, from the modules' shapes (no classifier head).
     pub fn num_params(&self) -> usize {
         let c = self.embed_dim;
         let mut n = match self.embedding {
@@ -314,6 +343,7 @@ impl TextEncoderConfig {
             layers: 12,
             causal: true,
             layer_norm_eps: 1e-12,
+            pooling: TextPooling::Argmax,
         }
     }
 
@@ -328,6 +358,14 @@ impl TextEncoderConfig {
         }
         if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             return err("layer_norm_eps must be positive".into());
+        }
+        if let TextPooling::EotId(id) = self.pooling
+            && id as usize >= self.vocab_size
+        {
+            return err(format!(
+                "`text.pooling.eot_id` {id} is outside the vocabulary of {} tokens (ids 0..{})",
+                self.vocab_size, self.vocab_size
+            ));
         }
         let limits = crate::limits::get();
         use crate::limits::check;
@@ -363,7 +401,7 @@ impl FlorenceConfig {
     /// * `florence-coswin-h`: the paper's size class. The paper gives only: CoSwin image encoder,
     ///   637M image parameters, a 12-layer text transformer of 256M parameters, 224 pre-training
     ///   resolution. C=256, depths `[2, 2, 40, 2]`, heads `[8, 16, 32, 64]`, window 7 are an **assumption**
-    ///   (one of the configs that lands at 637.5M with conv embedding, florence-spec.md §1.2); the
+    ///   (one of the configs that lands at 637.5M with conv embedding, the Florence paper's 637M, arXiv:2111.11432 §2.3); the
     ///   text width 1024 / 16 heads (UniCL's config defaults, 202M with the CLIP vocabulary, not
     ///   256M) and the projection width 512 are assumptions too.
     /// * `tiny`, `tiny-coswin`: small configs for tests (the fixtures in `tests/fixtures`);
@@ -410,8 +448,7 @@ impl FlorenceConfig {
                     width: 32,
                     heads: 4,
                     layers: 2,
-                    causal: true,
-                    layer_norm_eps: 1e-12,
+                    ..TextEncoderConfig::unicl()
                 },
                 projection_dim: 24,
                 logit_scale_init: 1.0,
@@ -439,7 +476,8 @@ impl FlorenceConfig {
 
     /// The preprocessing for these weights: the explicit `preprocess` section, else UniCL's
     /// evaluation transform at the image size (shorter side to `int(256 / 224 * S)` with bicubic,
-    /// centre crop S, ImageNet mean and std; florence-spec.md §1.6).
+    /// centre crop S, ImageNet mean and std; UniCL's `build_transform` in
+    /// https://github.com/microsoft/UniCL/blob/9983bf8/data/build.py).
     pub fn preprocess(&self) -> crate::preprocess::PreprocessConfig {
         self.preprocess
             .clone()
@@ -557,7 +595,8 @@ mod tests {
 
     #[test]
     fn parameter_counts_match_the_spec() {
-        // florence-spec.md §2.2: UniCL Swin-T = 91.34M, Swin-B = 150.70M (inferred from the module code).
+        // UniCL Swin-T = 91.34M, Swin-B = 150.70M: the modules of https://github.com/microsoft/UniCL/blob/9983bf8/model/model.py
+        // with configs/unicl_swin_{tiny,base}.yaml.
         let t = FlorenceConfig::preset("unicl-swin-t").unwrap().num_params();
         let b = FlorenceConfig::preset("unicl-swin-b").unwrap().num_params();
         assert_eq!((t as f64 / 1e4).round() / 100.0, 91.34, "{t}");
@@ -606,7 +645,8 @@ mod tests {
     /// `crate::limits` before anything is built, and the error names the field.
     #[test]
     fn sizes_beyond_the_limits_are_errors_naming_the_field() {
-        let cases: [(&str, fn(&mut FlorenceConfig)); 8] = [
+        type Edit = fn(&mut FlorenceConfig);
+        let cases: [(&str, Edit); 8] = [
             ("`image.image_size`", |c| c.image.image_size = 1_000_000_000),
             ("`image.window_size`", |c| c.image.window_size = usize::MAX / 2),
             ("stage 0", |c| c.image.embed_dim = 1 << 40),
@@ -632,5 +672,41 @@ mod tests {
         c.text.layers = 512;
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("parameter count"), "{e}");
+    }
+
+    #[test]
+    fn text_pooling_defaults_to_argmax_and_checks_the_eot_id() {
+        // Every preset keeps UniCL's argmax pooling and its JSON does not mention pooling, so
+        // saved configs and configs written before the setting existed read back unchanged.
+        for name in PRESETS {
+            let c = FlorenceConfig::preset(name).unwrap();
+            assert_eq!(c.text.pooling, TextPooling::Argmax, "{name}");
+            assert!(!c.to_json().contains("pooling"), "{name}");
+        }
+        let tiny = FlorenceConfig::preset("tiny").unwrap().to_json();
+        let mut v: serde_json::Value = serde_json::from_str(&tiny).unwrap();
+        v["text"]["pooling"] = "argmax".into();
+        assert_eq!(FlorenceConfig::from_json(&v.to_string()).unwrap().text.pooling, TextPooling::Argmax);
+        v["text"]["pooling"] = serde_json::json!({"eot_id": 999});
+        let c = FlorenceConfig::from_json(&v.to_string()).unwrap();
+        assert_eq!(c.text.pooling, TextPooling::EotId(999));
+        assert!(c.to_json().contains("\"eot_id\": 999"), "{}", c.to_json());
+        assert_eq!(FlorenceConfig::from_json(&c.to_json()).unwrap(), c);
+        // The id must lie in the vocabulary (1000 tokens here).
+        v["text"]["pooling"] = serde_json::json!({"eot_id": 1000});
+        let e = FlorenceConfig::from_json(&v.to_string()).unwrap_err();
+        assert!(matches!(e, FlorenceError::Config(_)), "{e}");
+        assert!(e.to_string().contains("`text.pooling.eot_id` 1000"), "{e}");
+        let mut c = FlorenceConfig::preset("unicl-swin-t").unwrap();
+        c.text.pooling = TextPooling::EotId(49_408);
+        assert!(matches!(c.validate(), Err(FlorenceError::Config(_))));
+        c.text.pooling = TextPooling::EotId(49_407);
+        c.validate().unwrap();
+        use serde_json::json;
+        for bad in [json!("eot"), json!({"eot_id": -1}), json!({"eot_id": 1, "x": 2})] {
+            v["text"]["pooling"] = bad.clone();
+            let e = FlorenceConfig::from_json(&v.to_string()).unwrap_err();
+            assert!(matches!(e, FlorenceError::ConfigParse { .. }), "{bad}: {e}");
+        }
     }
 }

@@ -20,6 +20,59 @@ pub enum FlorenceError {
         available: String,
     },
 
+    /// A weights name that is not in the registry ([`crate::pretrained`]).
+    #[error("unknown weights name `{name}`; known names: {available}")]
+    UnknownWeights {
+        /// The name asked for.
+        name: String,
+        /// Comma-separated list of the registry's names (and aliases).
+        available: String,
+    },
+
+    /// A registry entry whose file is not on the Hugging Face hub, so florence cannot fetch it.
+    #[error(
+        "weights `{name}` ({file}) are not on the Hugging Face hub, so florence cannot download them: \
+         get {file} from {page} and load that file by its path (preset `{preset}`)"
+    )]
+    WeightsNotOnHub {
+        /// The registry name.
+        name: String,
+        /// The file name.
+        file: String,
+        /// Where the source says the file is.
+        page: String,
+        /// The preset of its architecture.
+        preset: String,
+    },
+
+    /// A weights file whose size differs from the one its registry entry gives.
+    #[error(
+        "{path} is {found} bytes but the registry expects {expected}: the file is truncated, corrupt or not \
+         the published checkpoint; delete it and download it again"
+    )]
+    WeightsSize {
+        /// The file.
+        path: PathBuf,
+        /// The registry's size in bytes.
+        expected: u64,
+        /// The file's size in bytes.
+        found: u64,
+    },
+
+    /// A weights file whose SHA-256 differs from the one its registry entry gives.
+    #[error(
+        "{path} has SHA-256 {found} but the registry expects {expected}: the file is corrupt or not the \
+         published checkpoint; delete it and download it again"
+    )]
+    WeightsHash {
+        /// The file.
+        path: PathBuf,
+        /// The registry's SHA-256 (lower-case hex).
+        expected: String,
+        /// The file's SHA-256 (lower-case hex).
+        found: String,
+    },
+
     /// An input tensor of the wrong rank, size or content (e.g. token ids out of the vocabulary).
     #[error("invalid input: {0}")]
     Input(String),

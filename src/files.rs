@@ -1,8 +1,12 @@
 //! The files a user points florence at: finding the images under a folder, and recording the
-//! ones a batch command leaves out. Shared by retrieval, evaluation and the training data.
+//! ones a batch command leaves out. Shared by retrieval, evaluation and the training data. Also
+//! the one way florence writes a file atomically ([`write_atomic`]).
 
 use std::collections::HashSet;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
 
 use crate::error::{FlorenceError, Result};
 
@@ -55,6 +59,44 @@ pub fn list_images(folder: &Path) -> Result<Vec<PathBuf>> {
     Ok(found)
 }
 
+/// Writes `path` atomically: `write` fills a fresh temporary file in the same folder (named
+/// `.<file name>.<random>.partial`), which is flushed to disk and renamed over `path` only when
+/// `write` succeeds. Readers see the old file or the whole new one, never part of it; on any error
+/// the temporary file is removed and `path` is left as it was.
+///
+/// `write` may write through the handle (`NamedTempFile` is `Write + Seek`, and
+/// [`NamedTempFile::as_file_mut`] gives the `File`) or reopen [`NamedTempFile::path`] by name, as
+/// writers that only take a path do. The new file gets the permissions `std::fs::write` would give
+/// it (`0o666` less the umask), not the temporary file's usual `0o600`.
+pub(crate) fn write_atomic(path: &Path, write: impl FnOnce(&mut NamedTempFile) -> io::Result<()>) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(path.file_name().unwrap_or_default());
+    prefix.push(".");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".partial");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder.tempfile_in(dir)?;
+    write(&mut tmp)?;
+    tmp.flush()?;
+    tmp.as_file().sync_all()?;
+    // On failure the error holds the temporary file, which is deleted when it drops.
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// [`write_atomic`] of a byte buffer, with errors naming `path`.
+pub(crate) fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(path, |f| f.write_all(bytes)).map_err(|source| FlorenceError::Io { path: path.to_path_buf(), source })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +141,63 @@ mod tests {
             Err(FlorenceError::Io { path, .. }) => assert_eq!(path, dir),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Files in `dir` other than `keep`: what a write left behind.
+    fn leftovers(dir: &Path, keep: &[&str]) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !keep.contains(&n.as_str()))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn atomic_writes_replace_the_file_and_leave_nothing_else() {
+        let dir = scratch("atomic");
+        let path = dir.join("out.bin");
+        write_bytes_atomic(&path, b"first").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        write_bytes_atomic(&path, b"second, longer").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second, longer");
+        // A writer that reopens the temporary file by name.
+        write_atomic(&path, |f| std::fs::write(f.path(), b"by name")).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"by name");
+        assert_eq!(leftovers(&dir, &["out.bin"]), Vec::<String>::new());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // What `std::fs::write` gives (0o666 less the umask), not tempfile's owner-only 0o600.
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            let plain = dir.join("plain.bin");
+            std::fs::write(&plain, b"x").unwrap();
+            assert_eq!(mode(&path), mode(&plain), "{:o}", mode(&path));
+            std::fs::remove_file(&plain).unwrap();
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_atomic_write_keeps_the_old_file_and_removes_the_temporary_one() {
+        let dir = scratch("atomic-fail");
+        let path = dir.join("out.bin");
+        std::fs::write(&path, b"old").unwrap();
+        let err = write_atomic(&path, |f| {
+            f.write_all(b"half")?;
+            Err(io::Error::other("serialiser failed"))
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "serialiser failed");
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        assert_eq!(leftovers(&dir, &["out.bin"]), Vec::<String>::new());
+        // A missing folder is an I/O error naming the target.
+        let missing = dir.join("nope").join("x.bin");
+        match write_bytes_atomic(&missing, b"x") {
+            Err(FlorenceError::Io { path, .. }) => assert_eq!(path, missing),
+            other => panic!("{other:?}"),
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -14,12 +14,17 @@
 //! # Ok(()) }
 //! ```
 
+// Training, its data pipeline, the evaluation probes and the synthetic dataset are behind the
+// `train` feature (in the default set); without it the library is inference-only and its tree
+// has no autodiff backend (`cargo tree -i burn-autodiff --no-default-features --features flex`).
 pub mod attention;
 pub mod checkpoint;
 pub mod config;
+#[cfg(feature = "train")]
 pub mod data;
 pub mod device;
 pub mod error;
+#[cfg(feature = "train")]
 pub mod eval;
 pub mod files;
 pub mod hub;
@@ -30,9 +35,12 @@ mod matrix_file;
 pub mod model;
 pub mod ops;
 pub mod preprocess;
+pub mod pretrained;
 pub mod progress;
 pub mod retrieval;
+pub mod rng;
 pub mod text;
+#[cfg(feature = "train")]
 pub mod train;
 pub mod zeroshot;
 

@@ -1,6 +1,6 @@
 //! One f32 matrix in a safetensors file, with string metadata and a `format` tag: how florence
-//! stores derived data (zero-shot class embeddings, retrieval indexes). Written next to the
-//! target and renamed, so a crash never leaves half a file.
+//! stores derived data (zero-shot class embeddings, retrieval indexes). Written atomically
+//! ([`crate::files::write_atomic`]), so a crash never leaves half a file.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -32,7 +32,7 @@ pub(crate) fn save(
     let mut all: HashMap<String, String> = meta.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     all.insert("format".to_string(), format.to_string());
     let out = safetensors::serialize([(name, view)], Some(all)).map_err(err)?;
-    write_atomic(path, &out)
+    crate::files::write_bytes_atomic(path, &out)
 }
 
 /// Reads a file written by [`save`] with the same `format` and `name`; `bad` turns a reason into
@@ -61,11 +61,4 @@ pub(crate) fn meta_list(
     bad: impl Fn(String) -> FlorenceError,
 ) -> Result<Vec<String>> {
     serde_json::from_str(m.meta.get(key).map(String::as_str).unwrap_or(default)).map_err(|e| bad(format!("{key}: {e}")))
-}
-
-/// Writes next to the target and renames, so a crash never leaves half a file.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp-write");
-    std::fs::write(&tmp, bytes).map_err(|source| FlorenceError::Io { path: tmp.clone(), source })?;
-    std::fs::rename(&tmp, path).map_err(|source| FlorenceError::Io { path: path.to_path_buf(), source })
 }

@@ -416,3 +416,71 @@ fn hostile_input_gives_errors_not_aborts_or_silent_garbage() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `florence weights` lists the registry (table and JSON); an unknown `--weights` name is exit
+/// code 1 with the known names; a registry name resolves through the hub cache offline, and a
+/// cached file whose SHA-256 is not the registry's is an error naming both hashes. No network:
+/// `HF_HUB_OFFLINE=1` and a private `HF_HOME`.
+#[test]
+fn weights_registry_lists_resolves_and_checks_hashes() {
+    let dir = tempdir("registry");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_florence"))
+            .args(args)
+            .env_remove("FLORENCE_DEVICE")
+            .env("HF_HUB_OFFLINE", "1")
+            .env("HF_HOME", &dir)
+            .output()
+            .expect("run florence")
+    };
+    let names: Vec<&str> = florence::pretrained::registry().iter().map(|e| e.name).collect();
+    let out = run(&["weights"]);
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    for n in &names {
+        assert!(table.contains(n), "{n} not in\n{table}");
+    }
+    assert!(table.contains("in21k_yfcc14m_gcc15m_swin_base.pth") && table.contains("unicl-swin-t"), "{table}");
+    let out = run(&["weights", "--json"]);
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed: Vec<&str> = json.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(listed, names);
+    assert_eq!(json[0]["preprocess"]["resize_shorter"], 256);
+    assert_eq!(json[0]["sha256"], "e4bde31bbce5118e5442ff3fae209dec489ff2ccd1fff7847fa0dea162e65dc4");
+
+    // Unknown names: exit code 1 and the list of names, from `weights NAME` and from `--weights`.
+    let chelsea = asset("chelsea.png");
+    let classify = ["classify", "--weights", "unicl-swin-x", "--image", &chelsea, "--labels", "a,b"];
+    for args in [&["weights", "unicl-swin-x"][..], &classify[..]] {
+        let out = run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("unknown weights name `unicl-swin-x`"), "{stderr}");
+        for n in &names {
+            assert!(stderr.contains(n), "{n} not in\n{stderr}");
+        }
+    }
+    // A registry name that is not cached, offline: the hub's offline error, not a download.
+    let out = run(&["info", "unicl-swin-b"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HF_HUB_OFFLINE"));
+    // The wrong file in the cache at the entry's pinned commit: a hash error with both hashes.
+    let entry = florence::pretrained::find("unicl-swin-b").unwrap();
+    let hub = florence::hub::HubFile::parse(entry.hub.unwrap()).unwrap();
+    let repo = format!("spaces--{}", hub.repo.replace('/', "--"));
+    let snapshot = dir.join("hub").join(repo).join("snapshots").join(&hub.revision);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::copy(weights(), snapshot.join(&hub.file)).unwrap();
+    let out = run(&["info", "unicl-swin-b"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let found = florence::pretrained::sha256_file(&snapshot.join(&hub.file), &mut florence::progress::Silent).unwrap();
+    let (expected, file) = (entry.sha256.unwrap(), hub.file.as_str());
+    assert!(stderr.contains(expected) && stderr.contains(&found) && stderr.contains(file), "{stderr}");
+    // A registry entry that is not on the hub says where to get it.
+    let out = run(&["info", "unicl-swin-t-in21k-yfcc14m"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("releases/tag/v1.0"));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -86,7 +86,15 @@ fn pth_round_trip_of_every_fixture() {
             let label = format!("{fixture} saved as {tag}");
             let path = tmp(&format!("{preset}-{tag}.pth"));
             m.save_pth(&path, dtype).unwrap();
-            assert!(!tmp(&format!("{preset}-{tag}.pth.partial")).exists(), "{label}: partial file left behind");
+            let dir = path.parent().unwrap();
+            // `files::write_atomic` writes `.<name>.<random>.partial` beside the target.
+            let stem = format!(".{preset}-{tag}.pth.");
+            let left: Vec<_> = std::fs::read_dir(dir)
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&stem))
+                .collect();
+            assert!(left.is_empty(), "{label}: partial file left behind: {left:?}");
             assert_eq!(format::detect(&path).unwrap(), Format::Pytorch, "{label}");
 
             // Loads back strictly (every parameter, every buffer checked) ...

@@ -90,7 +90,7 @@ every = 2
     TrainConfig::parse(&toml, true).unwrap()
 }
 
-fn params(model: &Florence) -> Vec<f32> {
+fn params<M: Module>(model: &M) -> Vec<f32> {
     struct Flat(Vec<f32>);
     impl ModuleVisitor for Flat {
         fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
@@ -236,5 +236,104 @@ fn data_parallel_and_checkpointing_follow_the_single_device_run() {
     let (a, b) = (losses("single"), losses("dp"));
     eprintln!("single device {a:?}, two replicas + checkpointing {b:?}");
     assert!((a[0] - b[0]).abs() < 1e-4 && (a[1] - b[1]).abs() < 1e-3, "{a:?} vs {b:?}");
+    std::fs::remove_dir_all(&root).ok();
+}
+
+/// A task that is not UniCL, to show the trainer is generic: least-squares regression of
+/// `y = 2x - 1` by one `Linear(1, 1)`, its batches a pure function of their index.
+struct Regression;
+
+impl florence::train::Task for Regression {
+    type Model = burn::nn::Linear;
+    type Batch = Vec<(f32, f32)>;
+    type Eval = f32;
+
+    fn init_model(&self, device: &Device) -> florence::Result<burn::nn::Linear> {
+        Ok(burn::nn::LinearConfig::new(1, 1).init(device))
+    }
+    fn load_weights(&self, model: &mut burn::nn::Linear, path: &Path) -> florence::Result<()> {
+        florence::checkpoint::loader::load_module(model, path, &florence::checkpoint::loader::KeyMap::default())
+            .map(|_| ())
+    }
+    fn save_weights(&self, model: &burn::nn::Linear, path: &Path, _: burn::tensor::DType) -> florence::Result<()> {
+        use burn::store::{ModuleSnapshot, SafetensorsStore};
+        let mut store = SafetensorsStore::from_file(path);
+        model.save_into(&mut store).map_err(|e| FlorenceError::Input(e.to_string()))
+    }
+    fn dataset_len(&self) -> usize {
+        1000
+    }
+    fn load_batch(&self, index: u64) -> florence::Result<Vec<(f32, f32)>> {
+        Ok((0..8).map(|i| ((index * 8 + i) % 17) as f32 / 8.0 - 1.0).map(|x| (x, 2.0 * x - 1.0)).collect())
+    }
+    fn batch_examples<'a>(&self, batch: &'a Vec<(f32, f32)>) -> (usize, &'a [florence::files::Skipped]) {
+        (batch.len(), &[])
+    }
+    fn gradients(
+        &self,
+        replicas: &[burn::nn::Linear],
+        batch: &Vec<(f32, f32)>,
+        w: f32,
+    ) -> florence::Result<florence::train::StepGradients> {
+        let m = &replicas[0];
+        let dev = m.weight.val().device();
+        let x = Tensor::<2>::from_data(
+            TensorData::new(batch.iter().map(|p| p.0).collect::<Vec<_>>(), [batch.len(), 1]),
+            &dev,
+        );
+        let y = Tensor::<2>::from_data(
+            TensorData::new(batch.iter().map(|p| p.1).collect::<Vec<_>>(), [batch.len(), 1]),
+            &dev,
+        );
+        let loss = (m.forward(x) - y).powi_scalar(2).mean();
+        let value = loss.clone().into_scalar::<f32>();
+        let grads = burn::optim::GradientsParams::from_grads((loss * w).backward(), m);
+        Ok(florence::train::StepGradients { loss: value, grads })
+    }
+    fn eval_every(&self) -> Option<usize> {
+        Some(3)
+    }
+    fn evaluate(
+        &self,
+        model: &burn::nn::Linear,
+        _: &mut dyn florence::progress::Progress,
+    ) -> florence::Result<Option<f32>> {
+        Ok(Some((model.weight.val().into_scalar::<f32>() - 2.0).abs()))
+    }
+}
+
+#[test]
+fn the_trainer_runs_any_task_with_exact_resume() {
+    let root = std::env::temp_dir().join(format!("florence-generic-task-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let cfg = |out: &str| {
+        TrainConfig::parse(
+            &format!(
+                "model = \"-\"\noutput = \"{out}\"\ndata = []\nbatch_size = 8\naccumulation = 2\ncheckpoint_every = 2\nseed = 5\n[optimizer]\nlr = 0.3\nweight_decay = 0.0\nwarmup_steps = 0\ntotal_steps = 6\n"
+            ),
+            true,
+        )
+        .unwrap()
+    };
+    let mut a = florence::train::Trainer::with_task(cfg("a"), &root, Regression).unwrap();
+    let sa = a.run(None, &mut Recorder::default()).unwrap();
+    assert_eq!(sa.step, 6);
+    assert!(sa.eval.is_some(), "evaluated every 3 steps");
+    let lines = std::fs::read_to_string(root.join("a/metrics.jsonl")).unwrap();
+    let losses: Vec<f64> = lines
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap())
+        .collect();
+    assert!(losses[5] < 0.5 * losses[0], "{losses:?}");
+    assert!(root.join("a/final.safetensors").exists() && root.join("a/metrics.png").exists());
+
+    let mut b = florence::train::Trainer::with_task(cfg("b"), &root, Regression).unwrap();
+    b.run(Some(2), &mut Recorder::default()).unwrap();
+    drop(b);
+    let mut b = florence::train::Trainer::resume_task(cfg("b"), &root, Regression).unwrap();
+    assert_eq!(b.step(), 2);
+    b.run(None, &mut Recorder::default()).unwrap();
+    assert_eq!(params(a.weights()), params(b.weights()), "stopped at 2 and resumed = uninterrupted");
     std::fs::remove_dir_all(&root).ok();
 }

@@ -313,3 +313,43 @@ fn tempdir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// `text.pooling = {"eot_id": ...}` set to the tokenizer's end-of-text id pools where UniCL's
+/// argmax does: the tiny_swin fixture's text embeddings (ids from `make_fixtures.py`, whose EOT
+/// is `vocab - 1` = 999, EOS-padded) and the tiny-clip model on CLIP-tokenized prompts, zero- and
+/// EOS-padded, are unchanged. A row without the id is an input error.
+#[test]
+fn eot_id_pooling_keeps_the_fixture_text_embeddings() {
+    use florence::config::TextPooling;
+    use florence::text::tokenizer::Padding;
+
+    let device = device();
+    let io = load_fixture("tiny_swin_io.safetensors");
+    let ids: Tensor<2, Int> = common::int(&io, "input_ids", &device);
+    let mut config = FlorenceConfig::preset("tiny").unwrap();
+    let argmax = Florence::load(&config, fixture_path("tiny_swin.safetensors"), &device).unwrap();
+    config.text.pooling = TextPooling::EotId(999);
+    let eot = Florence::load(&config, fixture_path("tiny_swin.safetensors"), &device).unwrap();
+    let want = float::<2>(&io, "text_embeds", &device);
+    assert_close("tiny_swin text embeddings, eot_id", eot.encode_text(ids.clone()).unwrap(), want.clone(), F32_TOL);
+    let (a, e) = (argmax.encode_text(ids.clone()).unwrap(), eot.encode_text(ids.clone()).unwrap());
+    assert_eq!(a.into_data().try_to_vec::<f32>().unwrap(), e.into_data().try_to_vec::<f32>().unwrap());
+    // The same model with an EOT id these rows lack (997 never occurs: tokens are < 998).
+    config.text.pooling = TextPooling::EotId(997);
+    let other = Florence::load(&config, fixture_path("tiny_swin.safetensors"), &device).unwrap();
+    let err = other.encode_text(ids).unwrap_err();
+    assert!(matches!(err, FlorenceError::Input(_)), "{err}");
+    assert!(err.to_string().contains("text row 0 "), "{err}");
+
+    let (model, tok, mut config, _) = setup();
+    config.text.pooling = TextPooling::EotId(tok.eot());
+    let eot = Florence::load(&config, fixture_path("tiny_clip_fp16.pth"), &device).unwrap();
+    let prompts: Vec<String> = LABELS.iter().flat_map(|l| Templates::Simple.apply(l)).collect();
+    let prompts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    for padding in [Padding::Zero, Padding::Eos] {
+        let ids = tok.clone().with_padding(padding).tokenize(&prompts, &device).unwrap();
+        let a = model.encode_text(ids.clone()).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let e = eot.encode_text(ids).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(a, e, "{padding:?}");
+    }
+}

@@ -1,5 +1,5 @@
 """UniCL loss fixture: random features with repeated labels, the loss in both directions and
-its gradients, from a hand-written PyTorch reference of florence-spec.md section 2.1 (the public
+its gradients, from a hand-written PyTorch reference of Florence eqs. 1-3 (arXiv:2111.11432 §2.2; the public
 UniCL repository has no training loss: microsoft/UniCL issue #6).
 
     python scripts/reference/make_loss_fixtures.py

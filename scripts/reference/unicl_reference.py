@@ -5,7 +5,8 @@
   persistent `relative_position_index` / `attn_mask` buffers).
 * Image tower, CoSwin: the same timm Swin stages with the patch embedding and every patch
   merging replaced by CvT convolutional embeddings (GLIP's `ConvEmbed`, copied verbatim into
-  third_party/), as florence-spec.md section 1.3 describes.
+  third_party/), as GLIP's swint_v2.py builds its CoSwin-like backbone
+  (https://github.com/microsoft/GLIP/blob/9dda955/maskrcnn_benchmark/modeling/backbone/swint_v2.py).
 * Text tower: UniCL's `Transformer` (copied verbatim into third_party/).
 * encode_image / encode_text / forward: the bodies of UniCL `model/model.py` (`UniCLModel`).
 """

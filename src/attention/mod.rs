@@ -11,6 +11,7 @@
 //! - [`window_attention`]: the entry point the Swin/CoSwin blocks call, switched by
 //!   [`AttentionKind`].
 
+#[cfg(feature = "train")]
 mod autodiff;
 #[cfg(feature = "cube")]
 mod cube;

@@ -28,7 +28,7 @@ use super::reference;
     Cube: cfg(feature = "cube"),
     Fusion: cfg(feature = "cube"),
     LibTorch: cfg(feature = "tch"),
-    Autodiff,
+    Autodiff: cfg(feature = "train"),
 )]
 pub trait WindowAttentionOps: Backend {
     /// `softmax(scale * q k^T + bias) v` per window and head: `[BW, N, C]`.

@@ -1,5 +1,5 @@
-//! Checkpoint key conventions, mapped onto one internal naming (UniCL's, convention A of
-//! florence-spec.md §2.4).
+//! Checkpoint key conventions, mapped onto one internal naming (UniCL's, convention A below, as
+//! https://github.com/microsoft/UniCL/blob/9983bf8/model/model.py saves them).
 //!
 //! | convention | where | keys |
 //! |---|---|---|

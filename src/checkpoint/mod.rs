@@ -214,7 +214,8 @@ impl Florence {
     /// `[out, in]` Linear weights, `weight`/`bias` norm names, packed `in_proj_weight`, a 0-D
     /// `logit_scale`, and the `relative_position_index` / `attn_mask` buffers, so the file loads
     /// with `load_state_dict(strict=True)` into UniCL's model. `dtype` is the float type to store
-    /// (`F32`, `F16` or `BF16`). The file is written beside the target and renamed into place.
+    /// (`F32`, `F16` or `BF16`). The file is written beside the target and renamed into place
+    /// ([`crate::files::write_atomic`]).
     pub fn save_safetensors(&self, path: impl AsRef<Path>, dtype: DType) -> Result<()> {
         let path = path.as_ref();
         let write_err =
@@ -233,11 +234,12 @@ impl Florence {
                 .map_err(|e| write_err(format!("{name}: {e}")))?;
             views.push((name.clone(), view));
         }
-        let tmp = path.with_extension("safetensors.partial");
         let meta =
             HashMap::from([("format".to_string(), "pt".to_string()), ("producer".to_string(), "florence".to_string())]);
-        safetensors::tensor::serialize_to_file(views, Some(meta), &tmp).map_err(|e| write_err(e.to_string()))?;
-        std::fs::rename(&tmp, path).map_err(|e| write_err(e.to_string()))
+        crate::files::write_atomic(path, |f| {
+            safetensors::tensor::serialize_to_file(views, Some(meta), f.path()).map_err(std::io::Error::other)
+        })
+        .map_err(|e| write_err(e.to_string()))
     }
 
     /// Writes the model as a PyTorch checkpoint in UniCL's released format: exactly what
@@ -245,8 +247,8 @@ impl Florence {
     /// `data.pkl` and one raw storage per tensor), holding the same tensors as
     /// [`Florence::save_safetensors`]: `torch.load(path, weights_only=True)["model"]` is that
     /// file's state dict. `dtype` is the float type to store (`F32`, `F16` or `BF16`; UniCL
-    /// released `F16`). The file is written beside the target (`<name>.partial`) and renamed
-    /// into place.
+    /// released `F16`). The file is written beside the target and renamed into place
+    /// ([`crate::files::write_atomic`]).
     pub fn save_pth(&self, path: impl AsRef<Path>, dtype: DType) -> Result<()> {
         let path = path.as_ref();
         let write_err =
@@ -256,17 +258,8 @@ impl Florence {
             .iter()
             .map(|(name, data, shape)| pth::Entry { name, dtype: data.dtype(), shape, bytes: data.as_bytes() })
             .collect();
-        let mut tmp_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "checkpoint.pth".into());
-        tmp_name.push(".partial");
-        let tmp = path.with_file_name(tmp_name);
-        if let Err(e) = pth::write(&tmp, &pth::archive_name(path), &views) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(write_err(e.to_string()));
-        }
-        std::fs::rename(&tmp, path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            write_err(e.to_string())
-        })
+        crate::files::write_atomic(path, |f| pth::write_to(f, &pth::archive_name(path), &views).map(drop))
+            .map_err(|e| write_err(e.to_string()))
     }
 
     /// Writes the model in Burn's native burnpack format (Burn parameter names).

@@ -10,14 +10,18 @@
 //! - `.format_version` (`1`), `.storage_alignment` (`64`), `byteorder` (`little`), `version`
 //!   (`3\n`) and `.data/serialization_id`, as PyTorch 2.x writes them.
 //!
-//! Entries are STORED (uncompressed) and each entry's data starts on a 64-byte boundary (padding
-//! in a local-header extra field with id `FB`, as PyTorch's writer does), so PyTorch can mmap
-//! the file. ZIP64 records are written when an offset or size passes 4 GiB.
+//! Entries are STORED (uncompressed) and each entry's data starts on a 64-byte boundary, so
+//! PyTorch can mmap the file. The container is the `zip` crate's: the padding is a local-header
+//! extra field with PyTorch's id `FB` (its writer's; zip fills it with the alignment and zeros,
+//! where PyTorch writes `Z`s, which no reader looks at), and ZIP64 records are written when a
+//! size or offset passes 4 GiB. Only the pickle is hand-written: no crate emits the persistent
+//! ids that PyTorch's storages are.
 
-use std::io::{self, Write};
+use std::io::{self, Seek, Write};
 use std::path::Path;
 
 use burn::tensor::DType;
+use zip::write::SimpleFileOptions;
 
 /// One tensor to store: its key, dtype, shape and little-endian contiguous bytes.
 pub(crate) struct Entry<'a> {
@@ -28,33 +32,51 @@ pub(crate) struct Entry<'a> {
 }
 
 /// Data alignment inside the archive (PyTorch's `.storage_alignment`).
-const ALIGN: u64 = 64;
+const ALIGN: u16 = 64;
+/// The extra-field id of PyTorch's alignment padding: `FB` as it appears in the file.
+const PADDING_ID: u16 = u16::from_le_bytes(*b"FB");
 /// Largest value a 32-bit ZIP field holds before ZIP64 takes over.
 const ZIP32_LIMIT: u64 = 0xFFFF_FFFF;
 
-/// Writes `entries` to `path` as a PyTorch checkpoint `{"model": OrderedDict(...)}` whose
-/// top-level archive folder is `archive`.
-pub(crate) fn write(path: &Path, archive: &str, entries: &[Entry<'_>]) -> io::Result<()> {
-    write_with_limit(path, archive, entries, ZIP32_LIMIT)
+/// Writes `entries` into `out`, an empty file or buffer (the archive's offsets, and the alignment,
+/// count from its start), as a PyTorch checkpoint `{"model": OrderedDict(...)}` whose top-level
+/// archive folder is `archive`, and returns it flushed; `files::write_atomic(path, |f|
+/// write_to(f, ..).map(drop))` writes the file atomically.
+pub(crate) fn write_to<W: Write + Seek>(out: W, archive: &str, entries: &[Entry<'_>]) -> io::Result<W> {
+    write_zip(out, archive, entries, false)
 }
 
-/// [`write`], with values `>= zip64_limit` stored through ZIP64 records (a small limit lets the
-/// tests exercise the ZIP64 path without writing 4 GiB).
-fn write_with_limit(path: &Path, archive: &str, entries: &[Entry<'_>], zip64_limit: u64) -> io::Result<()> {
+/// [`write_to`]; `force_zip64` writes every ZIP64 record a file over 4 GiB would carry (per-entry
+/// sizes, the ZIP64 end of central directory and its locator), so the tests exercise that path
+/// without writing 4 GiB. Offsets over 4 GiB are the one ZIP64 field it cannot force.
+fn write_zip<W: Write + Seek>(out: W, archive: &str, entries: &[Entry<'_>], force_zip64: bool) -> io::Result<W> {
     let pickle = pickle_state_dict(entries)?;
-    let file = std::fs::File::create(path)?;
-    let mut zip = ZipWriter::new(io::BufWriter::with_capacity(1 << 20, file), zip64_limit);
-    zip.entry(&format!("{archive}/data.pkl"), &pickle)?;
-    zip.entry(&format!("{archive}/.format_version"), b"1")?;
-    zip.entry(&format!("{archive}/.storage_alignment"), ALIGN.to_string().as_bytes())?;
-    zip.entry(&format!("{archive}/byteorder"), b"little")?;
-    for (key, e) in entries.iter().enumerate() {
-        zip.entry(&format!("{archive}/data/{key}"), e.bytes)?;
+    let mut zip = zip::ZipWriter::new(io::BufWriter::with_capacity(1 << 20, out));
+    if force_zip64 {
+        // An (empty) extensible data sector makes zip write the ZIP64 end records.
+        zip.set_raw_zip64_extensible_data_sector(Box::new([]));
     }
-    zip.entry(&format!("{archive}/version"), b"3\n")?;
-    zip.entry(&format!("{archive}/.data/serialization_id"), serialization_id().as_bytes())?;
-    let file = zip.finish()?.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()
+    let mut put = |name: &str, data: &[u8]| -> io::Result<()> {
+        let options = SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            // 1980-01-01 00:00, a fixed stamp keeps the output reproducible.
+            .last_modified_time(zip::DateTime::default())
+            .with_alignment_and_header_id(ALIGN, PADDING_ID)
+            .large_file(force_zip64 || data.len() as u64 >= ZIP32_LIMIT);
+        zip.start_file(format!("{archive}/{name}"), options).map_err(io::Error::other)?;
+        zip.write_all(data)
+    };
+    put("data.pkl", &pickle)?;
+    put(".format_version", b"1")?;
+    put(".storage_alignment", ALIGN.to_string().as_bytes())?;
+    put("byteorder", b"little")?;
+    for (key, e) in entries.iter().enumerate() {
+        put(&format!("data/{key}"), e.bytes)?;
+    }
+    put("version", b"3\n")?;
+    put(".data/serialization_id", serialization_id().as_bytes())?;
+    let buffered = zip.finish().map_err(io::Error::other)?;
+    buffered.into_inner().map_err(|e| e.into_error())
 }
 
 /// The archive folder name PyTorch would use for `path` (its file stem), restricted to
@@ -260,236 +282,76 @@ fn pickle_state_dict(entries: &[Entry<'_>]) -> io::Result<Vec<u8>> {
     Ok(p.out)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Zip (STORED entries, 64-byte aligned data, ZIP64 when needed)
-
-const LOCAL_HEADER: u32 = 0x0403_4b50;
-const CENTRAL_HEADER: u32 = 0x0201_4b50;
-const END_OF_CENTRAL: u32 = 0x0605_4b50;
-const ZIP64_END_OF_CENTRAL: u32 = 0x0606_4b50;
-const ZIP64_LOCATOR: u32 = 0x0706_4b50;
-/// DOS date 1980-01-01 (time 00:00): a fixed stamp keeps output reproducible.
-const DOS_DATE: u16 = (1 << 5) | 1;
-
-struct CentralRecord {
-    name: String,
-    crc: u32,
-    size: u64,
-    offset: u64,
-}
-
-struct ZipWriter<W: Write> {
-    out: W,
-    pos: u64,
-    records: Vec<CentralRecord>,
-    limit: u64,
-}
-
-impl<W: Write> ZipWriter<W> {
-    fn new(out: W, limit: u64) -> Self {
-        Self { out, pos: 0, records: Vec::new(), limit }
-    }
-
-    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.out.write_all(bytes)?;
-        self.pos += bytes.len() as u64;
-        Ok(())
-    }
-
-    fn entry(&mut self, name: &str, data: &[u8]) -> io::Result<()> {
-        let size = data.len() as u64;
-        let crc = crc32(data);
-        let offset = self.pos;
-        let big = size >= self.limit;
-        let mut extra = Vec::new();
-        if big {
-            extra.extend_from_slice(&1u16.to_le_bytes());
-            extra.extend_from_slice(&16u16.to_le_bytes());
-            extra.extend_from_slice(&size.to_le_bytes());
-            extra.extend_from_slice(&size.to_le_bytes());
-        }
-        // Padding field "FB" so that the data starts on an ALIGN boundary.
-        let unpadded = offset + 30 + name.len() as u64 + extra.len() as u64 + 4;
-        let pad = ((ALIGN - unpadded % ALIGN) % ALIGN) as usize;
-        extra.extend_from_slice(b"FB");
-        extra.extend_from_slice(&(pad as u16).to_le_bytes());
-        extra.resize(extra.len() + pad, b'Z');
-
-        let mut h = Vec::with_capacity(30 + name.len() + extra.len());
-        h.extend_from_slice(&LOCAL_HEADER.to_le_bytes());
-        h.extend_from_slice(&(if big { 45u16 } else { 20u16 }).to_le_bytes()); // version needed
-        h.extend_from_slice(&0u16.to_le_bytes()); // flags
-        h.extend_from_slice(&0u16.to_le_bytes()); // STORED
-        h.extend_from_slice(&0u16.to_le_bytes()); // time
-        h.extend_from_slice(&DOS_DATE.to_le_bytes());
-        h.extend_from_slice(&crc.to_le_bytes());
-        let size32 = if big { u32::MAX } else { size as u32 };
-        h.extend_from_slice(&size32.to_le_bytes()); // compressed
-        h.extend_from_slice(&size32.to_le_bytes()); // uncompressed
-        h.extend_from_slice(&(name.len() as u16).to_le_bytes());
-        h.extend_from_slice(&(extra.len() as u16).to_le_bytes());
-        h.extend_from_slice(name.as_bytes());
-        h.extend_from_slice(&extra);
-        self.put(&h)?;
-        debug_assert_eq!(self.pos % ALIGN, 0);
-        self.put(data)?;
-        self.records.push(CentralRecord { name: name.to_string(), crc, size, offset });
-        Ok(())
-    }
-
-    fn finish(mut self) -> io::Result<W> {
-        let cd_start = self.pos;
-        let records = std::mem::take(&mut self.records);
-        for r in &records {
-            let big_size = r.size >= self.limit;
-            let big_offset = r.offset >= self.limit;
-            let mut extra = Vec::new();
-            if big_size || big_offset {
-                let mut fields = Vec::new();
-                if big_size {
-                    fields.extend_from_slice(&r.size.to_le_bytes());
-                    fields.extend_from_slice(&r.size.to_le_bytes());
-                }
-                if big_offset {
-                    fields.extend_from_slice(&r.offset.to_le_bytes());
-                }
-                extra.extend_from_slice(&1u16.to_le_bytes());
-                extra.extend_from_slice(&(fields.len() as u16).to_le_bytes());
-                extra.extend_from_slice(&fields);
-            }
-            let version: u16 = if extra.is_empty() { 20 } else { 45 };
-            let size32 = if big_size { u32::MAX } else { r.size as u32 };
-            let offset32 = if big_offset { u32::MAX } else { r.offset as u32 };
-            let mut h = Vec::with_capacity(46 + r.name.len() + extra.len());
-            h.extend_from_slice(&CENTRAL_HEADER.to_le_bytes());
-            h.extend_from_slice(&version.to_le_bytes()); // made by
-            h.extend_from_slice(&version.to_le_bytes()); // needed
-            h.extend_from_slice(&0u16.to_le_bytes()); // flags
-            h.extend_from_slice(&0u16.to_le_bytes()); // STORED
-            h.extend_from_slice(&0u16.to_le_bytes()); // time
-            h.extend_from_slice(&DOS_DATE.to_le_bytes());
-            h.extend_from_slice(&r.crc.to_le_bytes());
-            h.extend_from_slice(&size32.to_le_bytes());
-            h.extend_from_slice(&size32.to_le_bytes());
-            h.extend_from_slice(&(r.name.len() as u16).to_le_bytes());
-            h.extend_from_slice(&(extra.len() as u16).to_le_bytes());
-            h.extend_from_slice(&0u16.to_le_bytes()); // comment
-            h.extend_from_slice(&0u16.to_le_bytes()); // disk
-            h.extend_from_slice(&0u16.to_le_bytes()); // internal attributes
-            h.extend_from_slice(&0u32.to_le_bytes()); // external attributes
-            h.extend_from_slice(&offset32.to_le_bytes());
-            h.extend_from_slice(r.name.as_bytes());
-            h.extend_from_slice(&extra);
-            self.put(&h)?;
-        }
-        let cd_size = self.pos - cd_start;
-        let count = records.len() as u64;
-        let count_limit = self.limit.min(0xFFFF);
-        if count >= count_limit || cd_size >= self.limit || cd_start >= self.limit {
-            let zip64_end = self.pos;
-            let mut h = Vec::with_capacity(56 + 20);
-            h.extend_from_slice(&ZIP64_END_OF_CENTRAL.to_le_bytes());
-            h.extend_from_slice(&44u64.to_le_bytes());
-            h.extend_from_slice(&45u16.to_le_bytes());
-            h.extend_from_slice(&45u16.to_le_bytes());
-            h.extend_from_slice(&0u32.to_le_bytes());
-            h.extend_from_slice(&0u32.to_le_bytes());
-            h.extend_from_slice(&count.to_le_bytes());
-            h.extend_from_slice(&count.to_le_bytes());
-            h.extend_from_slice(&cd_size.to_le_bytes());
-            h.extend_from_slice(&cd_start.to_le_bytes());
-            h.extend_from_slice(&ZIP64_LOCATOR.to_le_bytes());
-            h.extend_from_slice(&0u32.to_le_bytes());
-            h.extend_from_slice(&zip64_end.to_le_bytes());
-            h.extend_from_slice(&1u32.to_le_bytes());
-            self.put(&h)?;
-        }
-        let count16 = if count >= count_limit { u16::MAX } else { count as u16 };
-        let clamp = |v: u64| if v >= self.limit { u32::MAX } else { v as u32 };
-        let mut h = Vec::with_capacity(22);
-        h.extend_from_slice(&END_OF_CENTRAL.to_le_bytes());
-        h.extend_from_slice(&0u16.to_le_bytes());
-        h.extend_from_slice(&0u16.to_le_bytes());
-        h.extend_from_slice(&count16.to_le_bytes());
-        h.extend_from_slice(&count16.to_le_bytes());
-        h.extend_from_slice(&clamp(cd_size).to_le_bytes());
-        h.extend_from_slice(&clamp(cd_start).to_le_bytes());
-        h.extend_from_slice(&0u16.to_le_bytes());
-        self.put(&h)?;
-        self.out.flush()?;
-        Ok(self.out)
-    }
-}
-
-/// CRC-32 (IEEE, reflected, as zip uses), slicing by 8.
-fn crc32(data: &[u8]) -> u32 {
-    static TABLES: [[u32; 256]; 8] = crc_tables();
-    let mut crc = !0u32;
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        let lo = crc ^ u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        let hi = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
-        crc = TABLES[7][(lo & 0xFF) as usize]
-            ^ TABLES[6][((lo >> 8) & 0xFF) as usize]
-            ^ TABLES[5][((lo >> 16) & 0xFF) as usize]
-            ^ TABLES[4][(lo >> 24) as usize]
-            ^ TABLES[3][(hi & 0xFF) as usize]
-            ^ TABLES[2][((hi >> 8) & 0xFF) as usize]
-            ^ TABLES[1][((hi >> 16) & 0xFF) as usize]
-            ^ TABLES[0][(hi >> 24) as usize];
-    }
-    for &b in chunks.remainder() {
-        crc = TABLES[0][((crc ^ b as u32) & 0xFF) as usize] ^ (crc >> 8);
-    }
-    !crc
-}
-
-const fn crc_tables() -> [[u32; 256]; 8] {
-    let mut t = [[0u32; 256]; 8];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 == 1 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-            k += 1;
-        }
-        t[0][i] = c;
-        i += 1;
-    }
-    let mut s = 1;
-    while s < 8 {
-        let mut i = 0;
-        while i < 256 {
-            let prev = t[s - 1][i];
-            t[s][i] = (prev >> 8) ^ t[0][(prev & 0xFF) as usize];
-            i += 1;
-        }
-        s += 1;
-    }
-    t
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The little-endian u16 / u32 at `at`.
+    fn u16_at(b: &[u8], at: usize) -> u16 {
+        u16::from_le_bytes([b[at], b[at + 1]])
+    }
+    fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    }
+
+    /// The container as PyTorch's reader needs it, read back from the bytes themselves: every
+    /// entry STORED with the right CRC (zip checks it on reading), its data on a 64-byte
+    /// boundary, padded by an `FB` field where it needs padding; with `force_zip64`, a ZIP64
+    /// extra field in every local header and the ZIP64 end records, without it none of them.
     #[test]
-    fn crc32_check_value() {
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-        assert_eq!(crc32(b""), 0);
-        let long: Vec<u8> = (0..1000u32).map(|i| (i * 7 + 3) as u8).collect();
-        let bytewise = {
-            let mut crc = !0u32;
-            for &b in &long {
-                crc ^= b as u32;
-                for _ in 0..8 {
-                    crc = if crc & 1 == 1 { 0xEDB8_8320 ^ (crc >> 1) } else { crc >> 1 };
-                }
+    fn stored_aligned_entries_with_and_without_zip64() {
+        let odd: Vec<u8> = (0..77u8).collect();
+        let entries = [
+            Entry { name: "a", dtype: DType::U8, shape: &[77], bytes: &odd },
+            Entry { name: "b", dtype: DType::U8, shape: &[0], bytes: &[] },
+            Entry { name: "c", dtype: DType::U8, shape: &[3], bytes: b"xyz" },
+        ];
+        for force in [false, true] {
+            let bytes = write_zip(io::Cursor::new(Vec::new()), "an_archive", &entries, force).unwrap().into_inner();
+            let mut zip = zip::ZipArchive::new(io::Cursor::new(&bytes)).unwrap();
+            let names: Vec<String> = zip.file_names().map(|n| n.unwrap().into_owned()).collect();
+            let expected = [
+                "data.pkl",
+                ".format_version",
+                ".storage_alignment",
+                "byteorder",
+                "data/0",
+                "data/1",
+                "data/2",
+                "version",
+                ".data/serialization_id",
+            ];
+            for (got, want) in names.iter().zip(expected) {
+                assert_eq!(*got, format!("an_archive/{want}"), "force_zip64 {force}");
             }
-            !crc
-        };
-        assert_eq!(crc32(&long), bytewise);
+            assert_eq!(names.len(), 9);
+            let mut padded = 0;
+            for (i, name) in names.iter().enumerate() {
+                let mut f = zip.by_index(i).unwrap();
+                assert_eq!(f.compression(), zip::CompressionMethod::Stored, "{name}");
+                let start = f.header_start() as usize;
+                let mut data = Vec::new();
+                io::Read::read_to_end(&mut f, &mut data).unwrap();
+                assert_eq!(u32_at(&bytes, start), 0x0403_4b50);
+                let (name_len, extra_len) = (u16_at(&bytes, start + 26) as usize, u16_at(&bytes, start + 28) as usize);
+                let data_start = start + 30 + name_len + extra_len;
+                assert_eq!(data_start % ALIGN as usize, 0, "{name}");
+                assert_eq!(&bytes[data_start..data_start + data.len()], &data[..], "{name}");
+                let mut ids = Vec::new();
+                let mut at = start + 30 + name_len;
+                while at < data_start {
+                    ids.push(u16_at(&bytes, at));
+                    at += 4 + u16_at(&bytes, at + 2) as usize;
+                }
+                assert_eq!(at, data_start, "{name}: extra fields fill the extra area");
+                assert_eq!(ids.contains(&1), force, "{name}: ZIP64 extra field");
+                assert!(ids.iter().all(|&id| id == 1 || id == PADDING_ID), "{name}: {ids:?}");
+                padded += ids.contains(&PADDING_ID) as usize;
+            }
+            assert!(padded >= 8, "force_zip64 {force}: {padded} entries padded");
+            let has = |sig: u32| bytes.windows(4).any(|w| w == sig.to_le_bytes());
+            assert_eq!(has(0x0606_4b50) && has(0x0706_4b50), force, "ZIP64 end of central directory and locator");
+        }
     }
 
     #[test]
@@ -528,9 +390,10 @@ mod tests {
             Entry { name: "a.index", dtype: DType::I64, shape: &[2, 2], bytes: &idx },
             Entry { name: "logit_scale", dtype: DType::F32, shape: &[], bytes: &s },
         ];
-        for (tag, limit) in [("plain", ZIP32_LIMIT), ("zip64", 0)] {
+        for (tag, force_zip64) in [("plain", false), ("zip64", true)] {
             let path = std::env::temp_dir().join(format!("florence-pth-unit-{tag}-{}.pth", std::process::id()));
-            write_with_limit(&path, "unit", &entries, limit).unwrap();
+            // Written as `Florence::save_pth` should write it: atomically, through the handle.
+            crate::files::write_atomic(&path, |f| write_zip(f, "unit", &entries, force_zip64).map(drop)).unwrap();
             let reader = burn::store::pytorch_reader::PytorchReader::new(&path).unwrap();
             let tensors = reader.into_tensors();
             assert_eq!(tensors.len(), 3, "{tag}");

@@ -8,9 +8,9 @@
 use ::image::RgbImage;
 use serde::{Deserialize, Serialize};
 
-use super::rng::Rng;
 use crate::error::{FlorenceError, Result};
 use crate::preprocess::{PreprocessConfig, ResizeFilter, resize, resize_center_crop};
+use crate::rng::Rng;
 
 /// Augmentation settings. The defaults are timm's ImageNet training defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -179,23 +179,36 @@ impl BatchSource {
     }
 }
 
-/// Batches `first, first + 1, ...` prepared on a background thread, `prefetch` ahead.
-pub struct Loader {
-    rx: Option<Receiver<Result<HostBatch>>>,
+/// Batches `first, first + 1, ...` prepared on a background thread, `prefetch` ahead. Generic
+/// over the batch type: any task's data stream that is a function of the batch index.
+pub struct Loader<B = HostBatch> {
+    rx: Option<Receiver<Result<B>>>,
     handle: Option<JoinHandle<()>>,
 }
 
-impl Loader {
+impl Loader<HostBatch> {
     /// Starts producing from batch `first`; at most `prefetch` (at least 1) batches wait ready.
     pub fn start(source: Arc<BatchSource>, first: u64, prefetch: usize) -> Result<Self> {
         source.validate()?;
-        let (tx, rx): (SyncSender<Result<HostBatch>>, _) = sync_channel(prefetch.max(1));
+        let mut cache = None;
+        Self::from_fn(move |b| source.load(b, &mut cache), first, prefetch)
+    }
+}
+
+impl<B: Send + 'static> Loader<B> {
+    /// Produces `load(first)`, `load(first + 1)`, ... on a background thread, at most `prefetch`
+    /// (at least 1) ahead of [`Loader::next_batch`].
+    pub fn from_fn(
+        mut load: impl FnMut(u64) -> Result<B> + Send + 'static,
+        first: u64,
+        prefetch: usize,
+    ) -> Result<Self> {
+        let (tx, rx): (SyncSender<Result<B>>, _) = sync_channel(prefetch.max(1));
         let handle = std::thread::Builder::new()
             .name("florence-loader".into())
             .spawn(move || {
-                let mut cache = None;
                 for b in first.. {
-                    if tx.send(source.load(b, &mut cache)).is_err() {
+                    if tx.send(load(b)).is_err() {
                         break; // the consumer is gone
                     }
                 }
@@ -205,7 +218,7 @@ impl Loader {
     }
 
     /// The next batch (blocks until it is ready).
-    pub fn next_batch(&mut self) -> Result<HostBatch> {
+    pub fn next_batch(&mut self) -> Result<B> {
         self.rx
             .as_ref()
             .and_then(|rx| rx.recv().ok())
@@ -213,7 +226,7 @@ impl Loader {
     }
 }
 
-impl Drop for Loader {
+impl<B> Drop for Loader<B> {
     fn drop(&mut self) {
         drop(self.rx.take()); // unblocks the producer's send
         if let Some(h) = self.handle.take() {

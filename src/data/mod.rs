@@ -5,7 +5,8 @@
 pub mod augment;
 pub mod batch;
 pub mod loader;
-pub mod rng;
+/// The crate-wide generator, re-exported at its former path ([`crate::rng`]).
+pub use crate::rng;
 pub mod source;
 pub mod synthetic;
 

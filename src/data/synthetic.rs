@@ -14,7 +14,7 @@
 //! accuracy on [`Split::HeldOut`] measures *compositional* generalisation rather than memorisation.
 //!
 //! **Determinism:** [`sample`] is a pure function of `(config, split, index)`: each sample draws
-//! from its own SplitMix64 stream seeded from `(config.seed, split, index)`, so samples can be
+//! from its own [`Rng`] (SplitMix64) stream seeded from `(config.seed, split, index)`, so samples can be
 //! generated in any order, in parallel, or lazily, and [`write_dataset`] output is byte-identical
 //! across runs. The split is mixed into the seed, so `Train` and `All` with the same seed do not
 //! repeat each other's images. (The geometry uses `f64` `sin`/`cos`; a platform whose libm rounds
@@ -27,7 +27,7 @@ use std::path::Path;
 use ::image::{ImageFormat, RgbImage};
 use serde::{Deserialize, Serialize};
 
-use super::rng::{Rng, mix64};
+use crate::rng::{GOLDEN_GAMMA, Rng, mix64};
 
 /// The drawn shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -312,7 +312,7 @@ pub fn sample(config: &SyntheticConfig, split: Split, index: u64) -> Sample {
     if let Err(e) = config.validate() {
         panic!("invalid SyntheticConfig: {e}");
     }
-    let mut rng = SplitMix64::new(sample_seed(config.seed, split, index));
+    let mut rng = Rng::new(sample_seed(config.seed, split, index));
     let p = draw_params(config, split, &mut rng);
     let image = render(&p, config.size, &mut rng);
     Sample {
@@ -413,40 +413,28 @@ fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
     if s.contains([',', '"', '\r', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")).into() } else { s.into() }
 }
 
-fn tmp_path(path: &Path) -> std::path::PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
-}
-
+/// A PNG written atomically ([`crate::files::write_atomic`]).
 fn save_png(image: &RgbImage, path: &Path) -> io::Result<()> {
-    let tmp = tmp_path(path);
-    image.save_with_format(&tmp, ImageFormat::Png).map_err(|e| match e {
-        ::image::ImageError::IoError(e) => e,
-        e => io::Error::other(e),
-    })?;
-    fs::rename(&tmp, path)
+    crate::files::write_atomic(path, |f| {
+        let mut w = BufWriter::new(f);
+        image.write_to(&mut w, ImageFormat::Png).map_err(|e| match e {
+            ::image::ImageError::IoError(e) => e,
+            e => io::Error::other(e),
+        })?;
+        w.flush()
+    })
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = tmp_path(path);
-    {
-        let mut f = BufWriter::new(fs::File::create(&tmp)?);
-        f.write_all(bytes)?;
-        f.flush()?;
-    }
-    fs::rename(&tmp, path)
+    crate::files::write_atomic(path, |f| f.write_all(bytes))
 }
 
 // ---------------------------------------------------------------------------------------------
 // Randomness
 
-/// The draws of one sample, on the crate's SplitMix64 core ([`super::rng::Rng`]); the derived
-/// draws below are this generator's own (53-bit floats, 32-bit multiply-high bounds), kept so the
-/// data stays bit-identical to what the bundled model was trained on.
-struct SplitMix64(Rng);
-
-const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
+// Each sample draws from the crate's [`Rng`]: 53-bit floats ([`Rng::next_f64`]) and the 32-bit
+// multiply-shift bound [`Rng::below_hi32`] (never [`Rng::below`]), exactly the draws the bundled
+// model's training data was generated with, so the data stays bit-identical.
 
 /// Seed of sample `index` of `split`: distinct indices (and splits) give distinct streams.
 fn sample_seed(seed: u64, split: Split, index: u64) -> u64 {
@@ -454,34 +442,9 @@ fn sample_seed(seed: u64, split: Split, index: u64) -> u64 {
     mix64(base.wrapping_add(index.wrapping_mul(GOLDEN_GAMMA)))
 }
 
-impl SplitMix64 {
-    fn new(seed: u64) -> Self {
-        SplitMix64(Rng::new(seed))
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0.next_u64()
-    }
-
-    /// Uniform in `[0, 1)` with 53 bits.
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    /// Uniform in `[lo, hi)`.
-    fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.unit()
-    }
-
-    /// Uniform in `0..n` (`n > 0`), by multiply-high (Lemire), bias < 2^-32 for small `n`.
-    fn below(&mut self, n: usize) -> usize {
-        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
-    }
-
-    /// Uniform integer in `-m..=m`.
-    fn symmetric(&mut self, m: i32) -> i32 {
-        self.below(2 * m as usize + 1) as i32 - m
-    }
+/// Uniform integer in `-m..=m` (`m >= 0`).
+fn symmetric(rng: &mut Rng, m: i32) -> i32 {
+    rng.below_hi32(2 * m as usize + 1) as i32 - m
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -527,31 +490,31 @@ fn luma(rgb: [u8; 3]) -> f64 {
     0.299 * rgb[0] as f64 + 0.587 * rgb[1] as f64 + 0.114 * rgb[2] as f64
 }
 
-fn draw_params(config: &SyntheticConfig, split: Split, rng: &mut SplitMix64) -> Params {
+fn draw_params(config: &SyntheticConfig, split: Split, rng: &mut Rng) -> Params {
     let pairs = config.pairs(split);
     assert!(!pairs.is_empty(), "split {split:?} has no (colour, shape) pairs");
     let side = config.size as f64;
-    let (color, shape) = pairs[rng.below(pairs.len())];
-    let size = SizeClass::ALL[rng.below(2)];
-    let position = Position::ALL[rng.below(5)];
+    let (color, shape) = pairs[rng.below_hi32(pairs.len())];
+    let size = SizeClass::ALL[rng.below_hi32(2)];
+    let position = Position::ALL[rng.below_hi32(5)];
 
-    let radius = side * size.radius_fraction() * rng.range(0.9, 1.1);
+    let radius = side * size.radius_fraction() * rng.uniform_f64(0.9, 1.1);
     let angle_max = 15f64.to_radians();
-    let angle = rng.range(-angle_max, angle_max);
+    let angle = rng.uniform_f64(-angle_max, angle_max);
     let angle = if shape == Shape::Circle { 0.0 } else { angle };
     let (ox, oy) = position.offset();
     let jitter = 0.04 * side;
     let extent = radius * Geometry::extent_factor(shape) + 0.5;
     let place = |o: f64, j: f64| (side * (0.5 + 0.25 * o) + j).clamp(extent, side - extent);
-    let (jx, jy) = (rng.range(-jitter, jitter), rng.range(-jitter, jitter));
+    let (jx, jy) = (rng.uniform_f64(-jitter, jitter), rng.uniform_f64(-jitter, jitter));
     let (cx, cy) = (place(ox, jx), place(oy, jy));
 
     let base = color.rgb();
     let mut rgb = [0u8; 3];
     for (out, &b) in rgb.iter_mut().zip(&base) {
-        *out = (b as i32 + rng.symmetric(COLOR_JITTER)).clamp(0, 255) as u8;
+        *out = (b as i32 + symmetric(rng, COLOR_JITTER)).clamp(0, 255) as u8;
     }
-    let template = rng.below(CAPTION_TEMPLATES);
+    let template = rng.below_hi32(CAPTION_TEMPLATES);
 
     // Background greys: uniform over [lo, hi] minus a band of ±margin around the shape's luma, so
     // the shape always contrasts in brightness as well as in saturation.
@@ -561,19 +524,19 @@ fn draw_params(config: &SyntheticConfig, split: Split, rng: &mut SplitMix64) -> 
     let above = ((l + BG_LUMA_MARGIN).max(lo), hi);
     let len_below = (below.1 - below.0).max(0.0);
     let len_above = (above.1 - above.0).max(0.0);
-    let pick_above = rng.unit() * (len_below + len_above) >= len_below;
+    let pick_above = rng.next_f64() * (len_below + len_above) >= len_below;
     let band = if pick_above { above } else { below };
-    let endpoint = |rng: &mut SplitMix64| {
-        let g = rng.range(band.0, band.1);
+    let endpoint = |rng: &mut Rng| {
+        let g = rng.uniform_f64(band.0, band.1);
         let mut c = [0f32; 3];
         for ch in &mut c {
-            *ch = (g + rng.range(-BG_TINT, BG_TINT)) as f32;
+            *ch = (g + rng.uniform_f64(-BG_TINT, BG_TINT)) as f32;
         }
         c
     };
     let from = endpoint(rng);
     let to = endpoint(rng);
-    let direction = rng.below(4) as u8;
+    let direction = rng.below_hi32(4) as u8;
 
     Params {
         color,
@@ -729,7 +692,7 @@ const SUPERSAMPLE: usize = 4;
 /// Bound on a sub-sample's distance from its pixel centre (0.375·√2 ≈ 0.53), with slack.
 const PIXEL_MARGIN: f64 = 0.75;
 
-fn render(p: &Params, size: u32, rng: &mut SplitMix64) -> RgbImage {
+fn render(p: &Params, size: u32, rng: &mut Rng) -> RgbImage {
     let s = size as usize;
     let mut buf = vec![0u8; s * s * 3];
     let bg = &p.background;
@@ -742,7 +705,7 @@ fn render(p: &Params, size: u32, rng: &mut SplitMix64) -> RgbImage {
                 2 => (x + y) as f32 / (2.0 * denom),
                 _ => ((s - 1 - x) + y) as f32 / (2.0 * denom),
             };
-            let noise = rng.symmetric(BG_NOISE) as f32;
+            let noise = symmetric(rng, BG_NOISE) as f32;
             let i = (y * s + x) * 3;
             for c in 0..3 {
                 let v = bg.from[c] + (bg.to[c] - bg.from[c]) * t + noise;
@@ -807,7 +770,7 @@ mod tests {
     }
 
     fn params(config: &SyntheticConfig, split: Split, index: u64) -> Params {
-        let mut rng = SplitMix64::new(sample_seed(config.seed, split, index));
+        let mut rng = Rng::new(sample_seed(config.seed, split, index));
         draw_params(config, split, &mut rng)
     }
 
@@ -1020,7 +983,7 @@ mod tests {
         assert!(csv.starts_with("image,caption\r\nimages/000000.png,"));
         assert_eq!(csv.lines().count(), 13);
         // No temporary files left behind.
-        assert!(fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
+        assert!(fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".partial")));
         // Byte-identical on a second run.
         let again = scratch_dir("captions-again");
         write_dataset(&cfg, Split::Train, 12, &again, Layout::Captions, &mut |_, _| {}).unwrap();

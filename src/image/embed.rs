@@ -1,6 +1,8 @@
 //! Convolutional token embeddings: Swin's patch embedding (k=p, s=p) and CvT's `ConvEmbed`
 //! (stem k7 s4 p2, downsamplers k3 s2 p1), each a Conv2d followed by a LayerNorm over channels
-//! (florence-spec.md §1.3, §4; CvT `lib/models/cls_cvt.py` `ConvEmbed`).
+//! (CvT, Wu et al. 2021; `ConvEmbed` in
+//! https://github.com/microsoft/CvT/blob/f851e68/lib/models/cls_cvt.py, and GLIP's CoSwin-like
+//! https://github.com/microsoft/GLIP/blob/9dda955/maskrcnn_benchmark/modeling/backbone/swint_v2.py).
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{LayerNorm, LayerNormConfig, PaddingConfig2d};

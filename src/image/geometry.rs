@@ -121,9 +121,7 @@ pub fn clamped_relative_position_index<const R: usize>(configured: [usize; R], u
 /// references).
 pub fn shift_region_labels<const R: usize>(padded: [usize; R], window: [usize; R], shift: [usize; R]) -> Vec<u8> {
     let band = |x: usize, i: usize| -> u8 {
-        if shift[i] == 0 {
-            0
-        } else if x < padded[i].saturating_sub(window[i]) {
+        if shift[i] == 0 || x < padded[i].saturating_sub(window[i]) {
             0
         } else if x < padded[i] - shift[i] {
             1

@@ -1,6 +1,7 @@
 //! Image decoding and the reference preprocessing: UniCL's eval transform, i.e. PIL
 //! `Image.open(f).convert('RGB')` then torchvision `Resize(int(256/224 * S), BICUBIC)` →
-//! `CenterCrop(S)` → `ToTensor` → `Normalize(ImageNet mean, std)` (`florence-spec.md` §1.6).
+//! `CenterCrop(S)` → `ToTensor` → `Normalize(ImageNet mean, std)` (UniCL's `build_transform`,
+//! https://github.com/microsoft/UniCL/blob/9983bf8/data/build.py).
 //!
 //! - [`decode`](decode_image_file): files or bytes to 8-bit RGB as PIL's `convert('RGB')`
 //!   (formats, alpha, 16-bit, JPEG, EXIF orientation and size limits are documented on

@@ -348,22 +348,29 @@ fn exact_entity(entity: &str) -> Option<String> {
 // Mojibake: ftfy.fix_encoding for UTF-8 read as Latin-1 / Windows-1252
 // ---------------------------------------------------------------------------------------------
 
-/// Windows-1252 bytes 0x80..0x9F (`None`: unassigned; the other bytes are Latin-1).
-#[rustfmt::skip]
-const CP1252_80_9F: [Option<char>; 32] = [
-    Some('€'), None, Some('‚'), Some('ƒ'), Some('„'), Some('…'), Some('†'), Some('‡'),
-    Some('ˆ'), Some('‰'), Some('Š'), Some('‹'), Some('Œ'), None, Some('Ž'), None,
-    None, Some('‘'), Some('’'), Some('“'), Some('”'), Some('•'), Some('–'), Some('—'),
-    Some('˜'), Some('™'), Some('š'), Some('›'), Some('œ'), None, Some('ž'), Some('Ÿ'),
-];
+// Windows-1252 is encoding_rs's, which implements WHATWG's `windows-1252`: the 27 assigned bytes
+// of 0x80..0x9F as Python's `cp1252`, and the five bytes Python leaves undefined (0x81, 0x8D,
+// 0x8F, 0x90, 0x9D) mapped to the C1 controls of the same number. That is exactly ftfy's
+// `sloppy-windows-1252` (bar its U+FFFD <-> 0x1A, kept below by hand). Python's strict `cp1252`
+// is the same with those five bytes refused, which stays hand-written as the list below.
+
+/// The bytes Python's `cp1252` leaves undefined (WHATWG and ftfy's sloppy codec: C1 controls).
+const CP1252_UNDEFINED: [u8; 5] = [0x81, 0x8d, 0x8f, 0x90, 0x9d];
 
 /// ftfy's `sloppy-windows-1252` decoding of one byte 0x80..0x9F (unassigned bytes stay C1).
 fn cp1252_decode(byte: u8) -> Option<char> {
     if (0x80..=0x9f).contains(&byte) {
-        Some(CP1252_80_9F[usize::from(byte - 0x80)].unwrap_or(char::from(byte)))
+        encoding_rs::WINDOWS_1252.decode_without_bom_handling(&[byte]).0.chars().next()
     } else {
         None
     }
+}
+
+/// Python's strict `cp1252` decoding of a C1 control read as its byte: `None` for the five
+/// undefined bytes.
+fn cp1252_strict(c: char) -> Option<char> {
+    let byte = u8::try_from(c as u32).ok()?;
+    if CP1252_UNDEFINED.contains(&byte) { None } else { cp1252_decode(byte) }
 }
 
 /// The single-byte encodings tried, in ftfy's `CHARMAP_ENCODINGS` order (the first two).
@@ -380,13 +387,16 @@ fn encode_charmap(text: &str, enc: Charmap) -> Option<Vec<u8>> {
             let cp = c as u32;
             match enc {
                 Charmap::Latin1 => u8::try_from(cp).ok(),
-                Charmap::SloppyWindows1252 => match cp {
-                    0x1a => None, // byte 0x1A stands for U+FFFD in the sloppy codecs
-                    0xfffd => Some(0x1a),
-                    0x81 | 0x8d | 0x8f | 0x90 | 0x9d => Some(cp as u8),
-                    0x80..=0x9f => None,
-                    0..=0xff => Some(cp as u8),
-                    _ => CP1252_80_9F.iter().position(|&m| m == Some(c)).map(|i| 0x80 + i as u8),
+                Charmap::SloppyWindows1252 => match c {
+                    '\u{1a}' => None, // byte 0x1A stands for U+FFFD in the sloppy codecs
+                    '\u{fffd}' => Some(0x1a),
+                    // ASCII and Latin-1 map to themselves, U+0080 and the C1 controls of the 27
+                    // assigned bytes do not map, the other five C1 controls map to their bytes.
+                    _ => {
+                        let mut utf8 = [0u8; 4];
+                        let (bytes, _, unmappable) = encoding_rs::WINDOWS_1252.encode(c.encode_utf8(&mut utf8));
+                        if unmappable { None } else { bytes.first().copied() }
+                    }
                 },
             }
         })
@@ -441,7 +451,7 @@ fn fix_encoding_one_step(text: &str) -> String {
         let strict: Option<String> = text
             .chars()
             .map(|c| match c {
-                '\u{80}'..='\u{9f}' => CP1252_80_9F[c as usize - 0x80],
+                '\u{80}'..='\u{9f}' => cp1252_strict(c),
                 _ => Some(c),
             })
             .collect();
@@ -804,6 +814,39 @@ pub fn is_bad(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Python's `bytes(range(0x80, 0xa0)).decode("cp1252", errors="replace")`: `?` marks the five
+    /// undefined bytes.
+    const PYTHON_CP1252_80_9F: &str = "€?‚ƒ„…†‡ˆ‰Š‹Œ?Ž??‘’“”•–—˜™š›œ?žŸ";
+
+    /// encoding_rs's windows-1252 plus the hand-kept exceptions give Python's `cp1252` (strict)
+    /// and ftfy's `sloppy-windows-1252` (decoding and `possible_encoding`) byte for byte.
+    #[test]
+    fn windows_1252_matches_python_and_ftfy() {
+        for (i, py) in PYTHON_CP1252_80_9F.chars().enumerate() {
+            let byte = 0x80 + i as u8;
+            let c1 = char::from(byte);
+            let defined = py != '?';
+            assert_eq!(defined, !CP1252_UNDEFINED.contains(&byte), "{byte:#x}");
+            assert_eq!(cp1252_strict(c1), defined.then_some(py), "{byte:#x}");
+            assert_eq!(cp1252_decode(byte), Some(if defined { py } else { c1 }), "{byte:#x}");
+            let sloppy = |c: char| encode_charmap(&c.to_string(), Charmap::SloppyWindows1252);
+            assert_eq!(sloppy(c1), (!defined).then_some(vec![byte]), "{byte:#x}");
+            if defined {
+                assert_eq!(sloppy(py), Some(vec![byte]), "{py}");
+            }
+        }
+        for cp in (0..0x80).chain(0xa0..0x100).filter(|&cp| cp != 0x1a) {
+            let c = char::from_u32(cp).unwrap();
+            assert_eq!(encode_charmap(&c.to_string(), Charmap::SloppyWindows1252), Some(vec![cp as u8]), "{cp:#x}");
+        }
+        assert_eq!(cp1252_decode(0x7f), None);
+        assert_eq!(cp1252_decode(0xa0), None);
+        assert_eq!(encode_charmap("\u{1a}", Charmap::SloppyWindows1252), None);
+        assert_eq!(encode_charmap("a\u{fffd}€", Charmap::SloppyWindows1252), Some(vec![b'a', 0x1a, 0x80]));
+        assert_eq!(encode_charmap("ā", Charmap::SloppyWindows1252), None);
+        assert_eq!(encode_charmap("中", Charmap::SloppyWindows1252), None);
+    }
 
     #[test]
     fn basic_cleanup() {

@@ -1,6 +1,7 @@
 //! UniCL's text `Transformer` (`model/text_encoder/transformer.py`): token + positional
 //! embedding, pre-LN residual blocks under a causal mask, final LayerNorm; the pooled feature is
-//! the hidden state at the end-of-text position.
+//! the hidden state at the end-of-text position, found as [`TextPooling`] says (UniCL's argmax of
+//! the ids by default, or the first occurrence of a configured end-of-text id).
 
 use burn::module::Param;
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig};
@@ -8,7 +9,7 @@ use burn::prelude::*;
 use burn::tensor::DType;
 
 use super::block::ResidualAttentionBlock;
-use crate::config::TextEncoderConfig;
+use crate::config::{TextEncoderConfig, TextPooling};
 use crate::error::{FlorenceError, Result};
 
 /// The text tower. Keys: `token_embedding.weight`, `positional_embedding`, `resblocks.{i}.*`,
@@ -29,6 +30,9 @@ pub struct TextEncoder {
     pub context_length: usize,
     /// Vocabulary size.
     pub vocab_size: usize,
+    /// How the pooled position of each row is found ([`TextEncoderConfig::pooling`]).
+    #[module(skip)]
+    pub pooling: TextPooling,
 }
 
 impl TextEncoderConfig {
@@ -48,6 +52,7 @@ impl TextEncoderConfig {
             causal: self.causal,
             context_length: self.context_length,
             vocab_size: self.vocab_size,
+            pooling: self.pooling,
         })
     }
 }
@@ -59,22 +64,41 @@ pub(crate) struct HostIds {
 }
 
 impl HostIds {
-    /// The pooled position of each row: the first occurrence of the row's largest id. With the
-    /// CLIP tokenizer the end-of-text token (49407) is the largest id and also the padding, so
-    /// this is the first EOS, exactly as UniCL's `input_ids.argmax(dim=-1)` picks it.
-    pub fn eos_positions(&self) -> Vec<usize> {
-        self.ids
-            .chunks(self.len)
-            .map(|row| {
-                let mut best = 0;
-                for (i, &v) in row.iter().enumerate() {
-                    if v > row[best] {
-                        best = i;
+    /// The pooled position of each row.
+    ///
+    /// * [`TextPooling::Argmax`]: the first occurrence of the row's largest id. With the CLIP
+    ///   tokenizer the end-of-text token (49407) is the largest id and also the padding, so this
+    ///   is the first EOS, exactly as UniCL's `input_ids.argmax(dim=-1)` picks it; a row of equal
+    ///   ids (all zero padding, say) gives position 0, as `argmax` does.
+    /// * [`TextPooling::EotId`]: the first occurrence of that id; a row without it is a
+    ///   [`FlorenceError::Input`] naming the row.
+    pub fn pooled_positions(&self, pooling: TextPooling) -> Result<Vec<usize>> {
+        let rows = self.ids.chunks(self.len);
+        match pooling {
+            TextPooling::Argmax => Ok(rows
+                .map(|row| {
+                    let mut best = 0;
+                    for (i, &v) in row.iter().enumerate() {
+                        if v > row[best] {
+                            best = i;
+                        }
                     }
-                }
-                best
-            })
-            .collect()
+                    best
+                })
+                .collect()),
+            TextPooling::EotId(eot) => rows
+                .enumerate()
+                .map(|(r, row)| {
+                    row.iter().position(|&v| v == i64::from(eot)).ok_or_else(|| {
+                        FlorenceError::Input(format!(
+                            "text row {r} has no end-of-text token (id {eot}, the configured `text.pooling.eot_id`) \
+                             among its {} ids; tokenize with the model's tokenizer, which ends every row with it",
+                            self.len
+                        ))
+                    })
+                })
+                .collect(),
+        }
     }
 }
 
@@ -131,11 +155,13 @@ impl TextEncoder {
         self.ln_final.forward(x)
     }
 
-    /// `ids: [B, L]` -> pooled features `[B, W]` at each row's end-of-text position.
+    /// `ids: [B, L]` -> pooled features `[B, W]` at each row's end-of-text position (chosen by
+    /// [`TextEncoder::pooling`]). With [`TextPooling::EotId`], a row without that id is an error.
     pub fn forward_pooled(&self, ids: Tensor<2, Int>) -> Result<Tensor<2>> {
         let host = self.check_ids(&ids)?;
+        let positions = host.pooled_positions(self.pooling)?;
         let hidden = self.forward_unchecked(ids);
-        Ok(pool_at(hidden, &host.eos_positions()))
+        Ok(pool_at(hidden, &positions))
     }
 }
 
@@ -145,4 +171,70 @@ pub(crate) fn pool_at(hidden: Tensor<3>, pos: &[usize]) -> Tensor<2> {
     let rows: Vec<i64> = pos.iter().enumerate().map(|(i, &p)| (i * l + p) as i64).collect();
     let idx = Tensor::<1, Int>::from_data(TensorData::new(rows, [b]), &hidden.device());
     hidden.reshape([b * l, w]).select(0, idx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(rows: &[&[i64]]) -> HostIds {
+        HostIds { ids: rows.concat(), len: rows[0].len() }
+    }
+
+    #[test]
+    fn argmax_pools_at_the_first_largest_id() {
+        // CLIP rows with zero and with EOS padding, a repeated maximum, and an all-padding row.
+        let h = host(&[
+            &[49406, 320, 1929, 49407, 0, 0],
+            &[49406, 320, 49407, 49407, 49407, 49407],
+            &[5, 9, 2, 9, 9, 1],
+            &[0, 0, 0, 0, 0, 0],
+        ]);
+        assert_eq!(h.pooled_positions(TextPooling::Argmax).unwrap(), [3, 2, 1, 0]);
+    }
+
+    #[test]
+    fn eot_id_pools_at_its_first_occurrence() {
+        // EOT 3 is not the largest id: argmax would pick the 9s.
+        let h = host(&[&[1, 9, 3, 0, 0], &[1, 3, 3, 3, 3], &[3, 9, 9, 9, 9], &[1, 4, 5, 9, 3]]);
+        assert_eq!(h.pooled_positions(TextPooling::EotId(3)).unwrap(), [2, 1, 0, 4]);
+        assert_eq!(h.pooled_positions(TextPooling::Argmax).unwrap(), [1, 1, 1, 3]);
+        // With CLIP rows, the configured 49407 and argmax agree.
+        let clip = host(&[&[49406, 320, 1929, 49407, 0, 0], &[49406, 320, 49407, 49407, 49407, 49407]]);
+        assert_eq!(
+            clip.pooled_positions(TextPooling::EotId(49407)).unwrap(),
+            clip.pooled_positions(TextPooling::Argmax).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_row_without_the_eot_id_is_an_input_error_naming_it() {
+        let h = host(&[&[1, 3, 0], &[1, 2, 0], &[1, 2, 3]]);
+        let e = h.pooled_positions(TextPooling::EotId(3)).unwrap_err();
+        assert!(matches!(e, FlorenceError::Input(_)), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("text row 1 ") && msg.contains("id 3"), "{msg}");
+        let zeros = host(&[&[0, 0, 0, 0]]);
+        assert!(matches!(zeros.pooled_positions(TextPooling::EotId(7)), Err(FlorenceError::Input(_))));
+    }
+
+    #[test]
+    fn forward_pooled_uses_the_configured_pooling() {
+        let device = crate::device::default_device().unwrap();
+        let mut cfg = crate::config::FlorenceConfig::preset("tiny").unwrap().text;
+        cfg.width = 8;
+        cfg.heads = 2;
+        cfg.layers = 1;
+        cfg.context_length = 5;
+        let argmax = cfg.init(&device).unwrap();
+        let eot = TextEncoder { pooling: TextPooling::EotId(3), ..argmax.clone() };
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 9, 3, 0, 0, 1, 3, 9, 9, 3], [2, 5]), &device);
+        let hidden = argmax.forward(ids.clone()).unwrap();
+        let rows = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(rows(argmax.forward_pooled(ids.clone()).unwrap()), rows(pool_at(hidden.clone(), &[1, 2])));
+        assert_eq!(rows(eot.forward_pooled(ids).unwrap()), rows(pool_at(hidden, &[2, 1])));
+        let missing = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 9, 4, 0, 0], [1, 5]), &device);
+        let e = eot.forward_pooled(missing).unwrap_err();
+        assert!(e.to_string().contains("text row 0 "), "{e}");
+    }
 }

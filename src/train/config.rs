@@ -62,14 +62,16 @@ fn default_max_scale() -> Option<f32> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
-    /// A preset name (`florence info --presets`) or a model config JSON file.
+    /// A preset name (`florence info --presets`) or a model config JSON file (read by the UniCL
+    /// task; the other fields up to `eval` are too, where marked, and the rest by the trainer
+    /// for every task).
     pub model: String,
     /// Weights to start from (fine-tuning); random initialisation when absent.
     #[serde(default)]
     pub init: Option<PathBuf>,
     /// Run folder: checkpoints, `metrics.jsonl`, `metrics.png`, `final.safetensors`.
     pub output: PathBuf,
-    /// Training sources, mixed into one stream.
+    /// Training sources, mixed into one stream (UniCL; at least one).
     pub data: Vec<SourceSpec>,
     /// Prompt templates for image-label sources: `imagenet`, `simple`, `none` or a file.
     #[serde(default = "default_templates")]
@@ -159,9 +161,6 @@ impl TrainConfig {
     /// Checks the settings; the error names the field.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: &str| Err(FlorenceError::Config(m.to_string()));
-        if self.data.is_empty() {
-            return bad("`data` needs at least one source");
-        }
         if self.batch_size < 2 {
             return bad("`batch_size` must be at least 2: a contrastive loss needs negatives");
         }

@@ -1,6 +1,7 @@
 //! Several devices at once: data parallelism with one similarity matrix over the whole batch.
 //!
-//! Burn 0.22 implements collectives only for CUDA through NCCL (burn-0.22-guide.md §6), and has
+//! Burn 0.22 implements collectives only for CUDA through NCCL (`burn::tensor::distributed`, in
+//! burn-cubecl's NCCL path; flex, tch and wgpu have none), and has
 //! no all-gather at all. This module builds both from device-to-device copies, so they work on
 //! every backend, flex and wgpu included:
 //!

@@ -1,4 +1,5 @@
-//! The UniCL loss in image-label-description space (Florence eqs. 1-3, florence-spec.md §2.1).
+//! The UniCL loss in image-label-description space (Florence, Yuan et al. 2021,
+//! arXiv:2111.11432 §2.2 eqs. 1-3; UniCL, Yang et al. 2022, arXiv:2204.03610).
 //!
 //! Every pair in a batch carries a label `y`: a class id for image-label data, or, as Florence
 //! does for image-text data, a hash of the exact caption (identical captions are one label; see

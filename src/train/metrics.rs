@@ -3,8 +3,11 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-use ::image::{Rgb, RgbImage};
+use ::image::RgbImage;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FlorenceError, Result};
@@ -60,7 +63,7 @@ impl MetricsLog {
             text.push_str(&serde_json::to_string(l).expect("plain struct"));
             text.push('\n');
         }
-        crate::matrix_file::write_atomic(&path, text.as_bytes())?;
+        crate::files::write_bytes_atomic(&path, text.as_bytes())?;
         Ok(Self { path })
     }
 
@@ -89,119 +92,215 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricsLine>> {
         .collect()
 }
 
+/// Width of one panel and height of the plot, in pixels (the PNG is `2 * W` by `H`).
 const W: u32 = 480;
 const H: u32 = 300;
-const MARGIN: u32 = 36;
 
-/// Draws `metrics.png`: left panel loss (blue) over steps, right panel zero-shot top-1 (red) and
-/// top-5 (green) over steps on [0, 1]. Axis ends are labelled with their values.
+/// The bundled font (DejaVu Sans 2.37, `assets/fonts/`; licence in `assets/fonts/LICENSE-DejaVu.txt`),
+/// drawn through plotters' pure-Rust `ab_glyph` path: no fontconfig, freetype or system fonts.
+pub(crate) const FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+/// The name florence registers [`FONT_BYTES`] under in plotters' font table (its own, so that a
+/// program that registers its own `sans-serif` keeps it).
+const FONT: &str = "florence-dejavu-sans";
+
+const BLUE: RGBColor = RGBColor(31, 119, 180);
+const GREEN: RGBColor = RGBColor(44, 160, 44);
+const RED: RGBColor = RGBColor(214, 39, 40);
+
+/// Registers [`FONT`] once per process; whether it could be read.
+fn font_registered() -> bool {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    *REGISTERED.get_or_init(|| plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok())
+}
+
+/// Draws `metrics.png` (960 x 300): on the left the loss (blue) over steps; on the right the
+/// zero-shot top-1 (red) and top-5 (green) accuracy over steps on 0..100%. Each panel has a
+/// title, axes with ticks, tick labels and axis names, a light grid and a legend that gives the
+/// last value of each series. Non-finite values are left out; a panel without values shows its
+/// empty axes.
 pub fn plot_metrics(lines: &[MetricsLine], path: &Path) -> Result<()> {
-    let mut img = RgbImage::from_pixel(2 * W, H, Rgb([255, 255, 255]));
-    let max_step = lines.iter().map(|l| l.step).max().unwrap_or(1).max(1) as f32;
-    let loss: Vec<(f32, f32)> =
-        lines.iter().filter_map(|l| l.loss.map(|v| (l.step as f32, v))).filter(|p| p.1.is_finite()).collect();
-    let (lo, hi) = loss.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
-    let (lo, hi) = if loss.is_empty() {
-        (0.0, 1.0)
-    } else if hi > lo {
-        (lo, hi)
-    } else {
-        (lo - 0.5, hi + 0.5)
+    let failed = |e: &dyn std::fmt::Display| FlorenceError::Input(format!("cannot draw the metrics plot: {e}"));
+    if !font_registered() {
+        return Err(failed(&"the bundled font does not parse"));
+    }
+    let max_step = lines.iter().map(|l| l.step as u64).max().unwrap_or(1).max(1);
+    let points = |value: fn(&MetricsLine) -> Option<f32>| -> Vec<(u64, f32)> {
+        lines.iter().filter_map(|l| value(l).map(|v| (l.step as u64, v))).filter(|p| p.1.is_finite()).collect()
     };
-    panel(&mut img, 0, (0.0, max_step), (lo, hi), &[(&loss, Rgb([31, 119, 180]))]);
-    let top1: Vec<(f32, f32)> = lines.iter().filter_map(|l| l.zero_shot_top1.map(|v| (l.step as f32, v))).collect();
-    let top5: Vec<(f32, f32)> = lines.iter().filter_map(|l| l.zero_shot_top5.map(|v| (l.step as f32, v))).collect();
-    panel(&mut img, W, (0.0, max_step), (0.0, 1.0), &[(&top5, Rgb([44, 160, 44])), (&top1, Rgb([214, 39, 40]))]);
+    let loss = points(|l| l.loss);
+    let top1 = points(|l| l.zero_shot_top1);
+    let top5 = points(|l| l.zero_shot_top5);
+
+    let mut pixels = vec![255u8; (2 * W * H * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, (2 * W, H)).into_drawing_area();
+        let (left, right) = root.split_horizontally(W);
+        let (lo, hi) = loss.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
+        let (lo, hi) = if loss.is_empty() {
+            (0.0, 1.0)
+        } else if hi > lo {
+            let pad = 0.05 * (hi - lo);
+            if (lo - pad).is_finite() && (hi + pad).is_finite() { (lo - pad, hi + pad) } else { (lo, hi) }
+        } else {
+            (lo - 0.5, hi + 0.5)
+        };
+        let number = |v: &f32| format!("{v:.*}", decimals(hi - lo));
+        let loss_series = [Series { name: "loss", color: BLUE, points: &loss, percent: false }];
+        // Legends where the curves usually are not: a falling loss, a rising accuracy.
+        let legend = SeriesLabelPosition::UpperRight;
+        panel(&left, "UniCL loss", "loss", (max_step, lo..hi), &number, &loss_series, legend)
+            .map_err(|e| failed(&e))?;
+        let percent = |v: &f32| format!("{:.0}%", v * 100.0);
+        let accuracy_series = [
+            Series { name: "top-5", color: GREEN, points: &top5, percent: true },
+            Series { name: "top-1", color: RED, points: &top1, percent: true },
+        ];
+        let legend = SeriesLabelPosition::LowerRight;
+        panel(&right, "zero-shot accuracy", "accuracy", (max_step, 0.0..1.0), &percent, &accuracy_series, legend)
+            .map_err(|e| failed(&e))?;
+        root.present().map_err(|e| failed(&e))?;
+    }
+    let img = RgbImage::from_raw(2 * W, H, pixels).ok_or_else(|| failed(&"pixel buffer of the wrong size"))?;
     let mut bytes = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut bytes), ::image::ImageFormat::Png)
-        .map_err(|e| FlorenceError::Input(format!("cannot encode the metrics plot: {e}")))?;
-    crate::matrix_file::write_atomic(path, &bytes)
+    img.write_to(&mut std::io::Cursor::new(&mut bytes), ::image::ImageFormat::Png).map_err(|e| failed(&e))?;
+    crate::files::write_bytes_atomic(path, &bytes)
 }
 
-/// A polyline and its colour.
-type Series<'a> = (&'a Vec<(f32, f32)>, Rgb<u8>);
+/// Decimals that tell apart the ticks of a `span`-wide axis (about ten of them).
+fn decimals(span: f32) -> usize {
+    if span.is_finite() && span > 0.0 { (1.0 - span.log10().floor()).clamp(0.0, 6.0) as usize } else { 2 }
+}
 
-fn panel(img: &mut RgbImage, x0: u32, xs: (f32, f32), ys: (f32, f32), series: &[Series<'_>]) {
-    let (left, right, top, bottom) = (x0 + MARGIN + 12, x0 + W - 12, 12, H - MARGIN);
-    let grey = Rgb([210, 210, 210]);
-    for k in 0..=4 {
-        let y = top + (bottom - top) * k / 4;
-        line(img, (left as f32, y as f32), (right as f32, y as f32), grey);
-    }
-    line(img, (left as f32, top as f32), (left as f32, bottom as f32), Rgb([0, 0, 0]));
-    line(img, (left as f32, bottom as f32), (right as f32, bottom as f32), Rgb([0, 0, 0]));
-    let map = |(x, y): (f32, f32)| {
-        let fx = (x - xs.0) / (xs.1 - xs.0).max(1e-12);
-        let fy = (y - ys.0) / (ys.1 - ys.0).max(1e-12);
-        (left as f32 + fx * (right - left) as f32, bottom as f32 - fy * (bottom - top) as f32)
-    };
-    for (pts, color) in series {
-        for w in pts.windows(2) {
-            line(img, map(w[0]), map(w[1]), *color);
-        }
+/// One line of a panel: its legend name, colour and (step, value) points.
+struct Series<'a> {
+    name: &'a str,
+    color: RGBColor,
+    points: &'a [(u64, f32)],
+    /// Whether the legend gives the last value as a percentage.
+    percent: bool,
+}
+
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+type DrawResult = std::result::Result<(), DrawingAreaErrorKind<<BitMapBackend<'static> as DrawingBackend>::ErrorType>>;
+
+/// One panel: steps `0..=max_step` across, `ys` up.
+fn panel(
+    area: &Area<'_>,
+    title: &str,
+    y_name: &str,
+    (max_step, ys): (u64, std::ops::Range<f32>),
+    y_label: &dyn Fn(&f32) -> String,
+    series: &[Series<'_>],
+    legend: SeriesLabelPosition,
+) -> DrawResult {
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, (FONT, 16))
+        .margin(10)
+        .x_label_area_size(36)
+        .y_label_area_size(52)
+        .build_cartesian_2d(0..max_step, ys)?;
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .y_desc(y_name)
+        .x_labels(8)
+        .y_labels(6)
+        .y_label_formatter(y_label)
+        .label_style((FONT, 12))
+        .axis_desc_style((FONT, 13))
+        .bold_line_style(RGBColor(220, 220, 220))
+        .light_line_style(RGBColor(242, 242, 242))
+        .max_light_lines(4)
+        .draw()?;
+    let mut labelled = false;
+    for s in series.iter().filter(|s| !s.points.is_empty()) {
+        let color = s.color;
+        let last = s.points[s.points.len() - 1].1;
+        let last = if s.percent { format!("{:.1}%", last * 100.0) } else { format!("{last:.4}") };
+        chart
+            .draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))?
+            .label(format!("{} (last {last})", s.name))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
         // Markers only where there are few points (evaluations), lines alone for the loss.
-        for p in pts.iter().filter(|_| pts.len() <= 60) {
-            let (x, y) = map(*p);
-            for dx in -1..=1 {
-                for dy in -1..=1 {
-                    put(img, x as i64 + dx, y as i64 + dy, *color);
-                }
-            }
+        if s.points.len() <= 60 {
+            chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+        }
+        labelled = true;
+    }
+    if labelled {
+        chart
+            .configure_series_labels()
+            .position(legend)
+            .label_font((FONT, 12))
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(160, 160, 160))
+            .draw()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(step: usize, loss: f32, eval: Option<(f32, f32)>) -> MetricsLine {
+        MetricsLine {
+            step,
+            loss: Some(loss),
+            lr: None,
+            scale: None,
+            images_per_s: None,
+            skipped: None,
+            zero_shot_top1: eval.map(|e| e.0),
+            zero_shot_top5: eval.map(|e| e.1),
+            loss_scale: None,
+            overflow: None,
         }
     }
-    let black = Rgb([0, 0, 0]);
-    text(img, x0 + 2, top, &short(ys.1), black);
-    text(img, x0 + 2, bottom - 5, &short(ys.0), black);
-    text(img, left, bottom + 6, &short(xs.0), black);
-    let label = short(xs.1);
-    text(img, right.saturating_sub(4 * label.len() as u32), bottom + 6, &label, black);
-}
 
-fn short(v: f32) -> String {
-    if v.abs() >= 1000.0 || v == v.trunc() { format!("{}", v as i64) } else { format!("{v:.3}") }
-}
-
-fn put(img: &mut RgbImage, x: i64, y: i64, c: Rgb<u8>) {
-    if x >= 0 && y >= 0 && (x as u32) < img.width() && (y as u32) < img.height() {
-        img.put_pixel(x as u32, y as u32, c);
+    /// Pixels of `img` within `(x0..x1, y0..y1)` close to `c`.
+    fn count(img: &RgbImage, (x0, x1): (u32, u32), (y0, y1): (u32, u32), c: RGBColor) -> usize {
+        let near = |p: &::image::Rgb<u8>| p.0.iter().zip([c.0, c.1, c.2]).all(|(&a, b)| a.abs_diff(b) < 12);
+        (x0..x1).flat_map(|x| (y0..y1).map(move |y| (x, y))).filter(|&(x, y)| near(img.get_pixel(x, y))).count()
     }
-}
 
-fn line(img: &mut RgbImage, a: (f32, f32), b: (f32, f32), c: Rgb<u8>) {
-    let n = ((b.0 - a.0).abs().max((b.1 - a.1).abs()).ceil() as usize).max(1);
-    for i in 0..=n {
-        let t = i as f32 / n as f32;
-        put(img, (a.0 + t * (b.0 - a.0)).round() as i64, (a.1 + t * (b.1 - a.1)).round() as i64, c);
-    }
-}
-
-/// 3x5 pixel glyphs for digits, '.', '-'.
-fn glyph(ch: char) -> [u8; 5] {
-    match ch {
-        '0' => [7, 5, 5, 5, 7],
-        '1' => [2, 6, 2, 2, 7],
-        '2' => [7, 1, 7, 4, 7],
-        '3' => [7, 1, 7, 1, 7],
-        '4' => [5, 5, 7, 1, 1],
-        '5' => [7, 4, 7, 1, 7],
-        '6' => [7, 4, 7, 5, 7],
-        '7' => [7, 1, 1, 1, 1],
-        '8' => [7, 5, 7, 5, 7],
-        '9' => [7, 5, 7, 1, 7],
-        '.' => [0, 0, 0, 0, 2],
-        '-' => [0, 0, 7, 0, 0],
-        _ => [0; 5],
-    }
-}
-
-fn text(img: &mut RgbImage, x: u32, y: u32, s: &str, c: Rgb<u8>) {
-    for (i, ch) in s.chars().enumerate() {
-        for (row, bits) in glyph(ch).iter().enumerate() {
-            for col in 0..3 {
-                if bits & (4 >> col) != 0 {
-                    put(img, (x + 4 * i as u32 + col) as i64, (y + row as u32) as i64, c);
-                }
-            }
+    #[test]
+    fn the_plot_draws_each_series_in_its_panel_with_text() {
+        let dir = std::env::temp_dir().join(format!("florence-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("metrics.png");
+        let mut lines: Vec<MetricsLine> = (1..=200)
+            .map(|s| {
+                let eval = (s % 50 == 0).then(|| (s as f32 / 250.0, s as f32 / 210.0));
+                line(s, 5.0 * (-(s as f32) / 60.0).exp() + 0.3, eval)
+            })
+            .collect();
+        lines[7].loss = Some(f32::NAN);
+        plot_metrics(&lines, &path).unwrap();
+        let img = ::image::open(&path).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (960, 300));
+        let (left, right) = ((0, W), (W, 2 * W));
+        let all = (0, H);
+        assert!(count(&img, left, all, BLUE) > 300, "loss line");
+        assert_eq!(count(&img, right, all, BLUE), 0);
+        assert!(count(&img, right, all, RED) > 200, "top-1 line");
+        assert!(count(&img, right, all, GREEN) > 200, "top-5 line");
+        assert_eq!(count(&img, left, all, RED) + count(&img, left, all, GREEN), 0);
+        // Text in the bundled font: the title above each panel, the y tick labels and axis name
+        // left of its axis (dark anti-aliased glyphs where no line is drawn).
+        let dark = |(x0, x1): (u32, u32), (y0, y1): (u32, u32)| {
+            let dark = |x, y| img.get_pixel(x, y).0.iter().all(|&v: &u8| v < 90);
+            (x0..x1).flat_map(|x| (y0..y1).map(move |y| (x, y))).filter(|&(x, y)| dark(x, y)).count()
+        };
+        for x0 in [0, W] {
+            let (title, labels) = (dark((x0, x0 + W), (0, 24)), dark((x0, x0 + 50), (24, H - 40)));
+            assert!(title > 60 && labels > 80, "panel at x = {x0}: title {title}, y labels {labels} dark pixels");
         }
+        // Nothing to draw is empty axes, not an error.
+        plot_metrics(&[], &path).unwrap();
+        let empty = ::image::open(&path).unwrap().to_rgb8();
+        assert_eq!(empty.dimensions(), (960, 300));
+        assert_eq!(count(&empty, (0, 2 * W), all, BLUE) + count(&empty, (0, 2 * W), all, RED), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod optimizer;
 pub mod precision;
 pub mod step;
+pub mod task;
 
 pub use crate::data::{ContrastiveBatch, label_for_text};
 pub use distributed::{all_gather, all_reduce_sum, data_parallel_gradients, shard_ranges};
@@ -20,4 +21,5 @@ pub use step::{StepGradients, StepOptions};
 pub mod trainer;
 
 pub use config::{EvalSpec, Precision, TrainConfig};
-pub use trainer::{TrainState, TrainSummary, Trainer, canonical_param_ids, latest_checkpoint};
+pub use task::{Task, UniclTask};
+pub use trainer::{TrainState, TrainSummary, Trainer, canonical_param_ids, latest_checkpoint, unicl_task};

@@ -22,12 +22,10 @@ use burn::prelude::*;
 use burn::tensor::DType;
 use serde::{Deserialize, Serialize};
 
-use crate::model::Florence;
-
 /// `model` with every parameter cast to `dtype`, as a fresh leaf of the autodiff graph with the
 /// same parameter id (so gradients and optimiser state keyed by id carry over). Buffers are
 /// left as they are.
-pub fn cast_params(model: Florence, dtype: DType) -> Florence {
+pub fn cast_params<M: Module>(model: M, dtype: DType) -> M {
     struct Cast(DType);
     impl ModuleMapper for Cast {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
@@ -52,7 +50,7 @@ pub fn cast_params(model: Florence, dtype: DType) -> Florence {
 
 /// The gradients of `grads` for every parameter of `master`, cast to the master's dtype (f32)
 /// and multiplied by `unscale`, and whether every value is finite (one scalar read for all).
-pub fn master_gradients(grads: GradientsParams, master: &Florence, unscale: f32) -> (GradientsParams, bool) {
+pub fn master_gradients<M: Module>(grads: GradientsParams, master: &M, unscale: f32) -> (GradientsParams, bool) {
     struct Collect {
         from: GradientsParams,
         to: GradientsParams,

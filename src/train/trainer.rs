@@ -1,6 +1,8 @@
-//! The training loop: UniCL over a mixed batch stream with AdamW, warm-up + cosine, gradient
-//! accumulation, the gradient cache, data parallelism over several devices, gradient
-//! checkpointing and half precision; atomic checkpoints and an exact `--resume`.
+//! The training loop for any [`Task`]: AdamW with decay groups, warm-up + cosine, gradient
+//! accumulation, data parallelism over several devices, gradient checkpointing and half
+//! precision; atomic checkpoints and an exact `--resume`. [`Trainer`] without a type argument is
+//! UniCL ([`UniclTask`]: the gradient cache, the all-gathered similarity matrix, zero-shot
+//! evaluation), built from a [`TrainConfig`].
 //!
 //! A run folder holds:
 //! - `checkpoints/step-NNNNNNN/` with `model.safetensors` (UniCL layout, the model's dtype),
@@ -26,18 +28,15 @@ use burn::tensor::DType;
 use serde::{Deserialize, Serialize};
 
 use super::config::{Precision, TrainConfig};
-use super::distributed::data_parallel_gradients;
 use super::metrics::{MetricsLine, MetricsLog, plot_metrics, read_metrics};
 use super::optimizer::OptimizerConfig;
 use super::precision::{LossScaler, cast_params, master_gradients};
-use super::step::StepOptions;
+use super::task::{Task, UniclTask};
 use crate::config::FlorenceConfig;
 use crate::data::{BatchSource, Dataset, Loader};
 use crate::error::{FlorenceError, Result};
-use crate::eval::{ZeroShotReport, zero_shot_folder};
 use crate::files::Skipped;
-use crate::model::Florence;
-use crate::preprocess::{DecodeOptions, Preprocessor};
+use crate::preprocess::DecodeOptions;
 use crate::progress::{Progress, Silent};
 use crate::text::tokenizer::Tokenizer;
 use crate::zeroshot::Templates;
@@ -62,9 +61,9 @@ pub struct TrainState {
     pub loss_scaler: Option<LossScaler>,
 }
 
-/// What [`Trainer::run`] returns.
+/// What [`Trainer::run`] returns (`E`: the task's evaluation report).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TrainSummary {
+pub struct TrainSummary<E = crate::eval::ZeroShotReport> {
     /// The step reached.
     pub step: usize,
     /// Loss of the last step.
@@ -73,15 +72,15 @@ pub struct TrainSummary {
     pub images_per_s: f32,
     /// Files skipped in this call.
     pub skipped: usize,
-    /// The last zero-shot evaluation, when configured.
-    pub eval: Option<ZeroShotReport>,
+    /// The last evaluation, when configured.
+    pub eval: Option<E>,
     /// The newest checkpoint folder.
     pub checkpoint: Option<PathBuf>,
 }
 
 /// Assigns parameter ids by traversal order (0, 1, 2, ...), so two builds of one architecture
 /// share ids and an optimizer record saved by one applies to the other.
-pub fn canonical_param_ids(model: Florence) -> Florence {
+pub fn canonical_param_ids<M: Module>(model: M) -> M {
     struct Ids(u64);
     impl ModuleMapper for Ids {
         fn map_float<const D: usize>(&mut self, mut param: Param<Tensor<D>>) -> Param<Tensor<D>> {
@@ -93,37 +92,104 @@ pub fn canonical_param_ids(model: Florence) -> Florence {
     model.map(&mut Ids(0))
 }
 
-/// A training run.
-pub struct Trainer {
+/// A training run of task `T` (UniCL by default).
+pub struct Trainer<T: Task = UniclTask> {
     cfg: TrainConfig,
     base: PathBuf,
     output: PathBuf,
-    model_config: FlorenceConfig,
     devices: Vec<Device>,
     /// The weights the forward and backward passes use: in the training precision.
-    model: Florence,
+    model: T::Model,
     /// f32 master weights behind half-precision training (same parameter ids as `model`);
     /// AdamW steps these, and `model` is cast from them (see [`super::precision`]).
-    master: Option<Florence>,
+    master: Option<T::Model>,
+    /// The training precision's float type (`None`: f32 throughout).
+    half: Option<DType>,
     /// Dynamic loss scaling, for f16.
     scaler: Option<LossScaler>,
     optim: ModuleOptimizer,
-    source: Arc<BatchSource>,
+    task: Arc<T>,
     step: usize,
     pairs_seen: u64,
     skipped: usize,
-    eval: Option<(PathBuf, Templates, usize, usize)>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FlorenceError + '_ {
     move |source| FlorenceError::Io { path: path.to_path_buf(), source }
 }
 
-impl Trainer {
-    /// A new run from `cfg` (relative paths against `base`, the config file's folder). Fails if
-    /// the output folder already holds a checkpoint: resume it or choose another folder.
+impl Trainer<UniclTask> {
+    /// A new UniCL run from `cfg` (relative paths against `base`, the config file's folder).
+    /// Fails if the output folder already holds a checkpoint: resume it or choose another folder.
     pub fn new(cfg: TrainConfig, base: &Path) -> Result<Self> {
-        let t = Self::build(cfg, base, None)?;
+        let task = unicl_task(&cfg, base)?;
+        Self::with_task(cfg, base, task)
+    }
+
+    /// Continues the UniCL run in `cfg.output` from its newest checkpoint. The config must equal
+    /// the one the run started with, except `optimizer.total_steps`, which may grow (and the
+    /// settings that only change logging, checkpoint cadence or loading speed).
+    pub fn resume(cfg: TrainConfig, base: &Path) -> Result<Self> {
+        let task = unicl_task(&cfg, base)?;
+        Self::resume_task(cfg, base, task)
+    }
+
+    /// The model's config.
+    pub fn model_config(&self) -> &FlorenceConfig {
+        &self.task.model_config
+    }
+}
+
+/// The UniCL task of a [`TrainConfig`]: its model, data sources, tokenizer, templates,
+/// augmentation and zero-shot evaluation (relative paths against `base`).
+pub fn unicl_task(cfg: &TrainConfig, base: &Path) -> Result<UniclTask> {
+    cfg.validate()?;
+    if cfg.data.is_empty() {
+        return Err(FlorenceError::Config("`data` needs at least one source".into()));
+    }
+    let at = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+    let model_config = if at(Path::new(&cfg.model)).is_file() {
+        FlorenceConfig::load(at(Path::new(&cfg.model)))?
+    } else {
+        FlorenceConfig::preset(&cfg.model)?
+    };
+    let tokenizer = match &cfg.tokenizer {
+        Some(p) => Tokenizer::from_file(at(p))?,
+        None => Tokenizer::clip()?,
+    }
+    .with_context_length(model_config.text.context_length);
+    // Template files, like every other path of the config, are relative to its folder.
+    let tpl = |spec: &str| match spec {
+        "imagenet" | "simple" | "none" => Templates::parse(spec),
+        file => Templates::from_file(&at(Path::new(file))),
+    };
+    let templates = tpl(&cfg.templates)?;
+    let parts = cfg.data.iter().map(|s| s.load(base)).collect::<Result<Vec<_>>>()?;
+    let dataset = Dataset::concat(parts, templates.strings());
+    let source = Arc::new(BatchSource {
+        dataset,
+        tokenizer,
+        augment: cfg.augment.clone(),
+        preprocess: model_config.preprocess(),
+        batch_size: cfg.batch_size,
+        seed: cfg.seed,
+        workers: cfg.workers,
+        decode: DecodeOptions::default(),
+    });
+    source.validate()?;
+    let eval = match &cfg.eval {
+        Some(e) => Some((at(&e.folder), tpl(&e.templates)?, e.every, e.batch_size)),
+        None => None,
+    };
+    Ok(UniclTask::new(model_config, source, cfg.grad_cache_chunk, cfg.max_logit_scale, eval))
+}
+
+impl<T: Task> Trainer<T> {
+    /// A new run of `task` with the training settings of `cfg` (optimizer, precision, devices,
+    /// accumulation, checkpoints; relative paths against `base`). Fails if the output folder
+    /// already holds a checkpoint.
+    pub fn with_task(cfg: TrainConfig, base: &Path, task: T) -> Result<Self> {
+        let t = Self::build(cfg, base, None, task)?;
         if t.output.join("checkpoints").join("latest").exists() {
             return Err(FlorenceError::Config(format!(
                 "{} already holds a training run; resume it (`--resume`) or choose another `output`",
@@ -133,9 +199,9 @@ impl Trainer {
         Ok(t)
     }
 
-    /// Continues the run in `cfg.output` from its newest checkpoint. The config must equal the
-    /// one the run started with, except `optimizer.total_steps`, which may grow.
-    pub fn resume(cfg: TrainConfig, base: &Path) -> Result<Self> {
+    /// Continues the run of `task` in `cfg.output` from its newest checkpoint (see
+    /// [`Trainer::resume`] for what may change).
+    pub fn resume_task(cfg: TrainConfig, base: &Path, task: T) -> Result<Self> {
         let output = base.join(&cfg.output);
         let ckpt = latest_checkpoint(&output)?.ok_or_else(|| {
             FlorenceError::Config(format!(
@@ -165,7 +231,7 @@ impl Trainer {
                 output.display()
             )));
         }
-        let mut t = Self::build(cfg, base, Some(&ckpt))?;
+        let mut t = Self::build(cfg, base, Some(&ckpt), task)?;
         t.step = state.step;
         t.pairs_seen = state.pairs_seen;
         t.skipped = state.skipped;
@@ -175,15 +241,10 @@ impl Trainer {
         Ok(t)
     }
 
-    fn build(cfg: TrainConfig, base: &Path, ckpt: Option<&Path>) -> Result<Self> {
+    fn build(cfg: TrainConfig, base: &Path, ckpt: Option<&Path>, task: T) -> Result<Self> {
         cfg.validate()?;
         let at = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
         let output = at(&cfg.output);
-        let model_config = if at(Path::new(&cfg.model)).is_file() {
-            FlorenceConfig::load(at(Path::new(&cfg.model)))?
-        } else {
-            FlorenceConfig::preset(&cfg.model)?
-        };
         let names: Vec<String> =
             if cfg.devices.is_empty() { vec![crate::device::default_name()?] } else { cfg.devices.clone() };
         // Mixed precision: the working copy of the weights, and so the activations, are half;
@@ -214,13 +275,13 @@ impl Trainer {
 
         // The weights that are loaded, saved and stepped are f32 (the master copy in half
         // precision), whatever float type the device defaults to.
-        let built = |main: &Device| -> Result<Florence> {
-            let m = model_config.init(main)?;
+        let built = |main: &Device| -> Result<T::Model> {
+            let m = task.init_model(main)?;
             Ok(if half.is_some() { cast_params(m, DType::F32) } else { m })
         };
-        let load = |path: PathBuf| -> Result<Florence> {
+        let load = |path: PathBuf| -> Result<T::Model> {
             let mut m = built(&main)?;
-            m.load_weights(path)?;
+            task.load_weights(&mut m, &path)?;
             Ok(m)
         };
         let weights = match (ckpt, &cfg.init) {
@@ -245,50 +306,20 @@ impl Trainer {
                 .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
                 .map_err(|e| FlorenceError::Config(format!("{}: {e:?}", c.join("optimizer.bpk").display())))?;
         }
-
-        let tokenizer = match &cfg.tokenizer {
-            Some(p) => Tokenizer::from_file(at(p))?,
-            None => Tokenizer::clip()?,
-        }
-        .with_context_length(model_config.text.context_length);
-        // Template files, like every other path of the config, are relative to its folder.
-        let tpl = |spec: &str| match spec {
-            "imagenet" | "simple" | "none" => Templates::parse(spec),
-            file => Templates::from_file(&at(Path::new(file))),
-        };
-        let templates = tpl(&cfg.templates)?;
-        let parts = cfg.data.iter().map(|s| s.load(base)).collect::<Result<Vec<_>>>()?;
-        let dataset = Dataset::concat(parts, templates.strings());
-        let source = Arc::new(BatchSource {
-            dataset,
-            tokenizer,
-            augment: cfg.augment.clone(),
-            preprocess: model_config.preprocess(),
-            batch_size: cfg.batch_size,
-            seed: cfg.seed,
-            workers: cfg.workers,
-            decode: DecodeOptions::default(),
-        });
-        source.validate()?;
-        let eval = match &cfg.eval {
-            Some(e) => Some((at(&e.folder), tpl(&e.templates)?, e.every, e.batch_size)),
-            None => None,
-        };
         Ok(Self {
             cfg,
             base: base.to_path_buf(),
             output,
-            model_config,
             devices,
             model,
             master,
+            half,
             scaler,
             optim,
-            source,
+            task: Arc::new(task),
             step: 0,
             pairs_seen: 0,
             skipped: 0,
-            eval,
         })
     }
 
@@ -298,8 +329,13 @@ impl Trainer {
     }
 
     /// The model being trained.
-    pub fn model(&self) -> &Florence {
+    pub fn model(&self) -> &T::Model {
         &self.model
+    }
+
+    /// The task.
+    pub fn task(&self) -> &T {
+        &self.task
     }
 
     /// The run folder.
@@ -307,33 +343,24 @@ impl Trainer {
         &self.output
     }
 
-    /// The model's config.
-    pub fn model_config(&self) -> &FlorenceConfig {
-        &self.model_config
-    }
-
-    /// Zero-shot accuracy of the current model on the configured eval folder.
-    pub fn evaluate(&self, progress: &mut dyn Progress) -> Result<Option<ZeroShotReport>> {
-        let Some((folder, templates, _, batch)) = &self.eval else { return Ok(None) };
-        let model = self.model.valid();
-        let pre = Preprocessor::new(self.model_config.preprocess())?;
-        zero_shot_folder(&model, &self.source.tokenizer, &pre, folder, templates, None, *batch, progress).map(Some)
+    /// The task's evaluation of the current model (`None` when none is configured).
+    pub fn evaluate(&self, progress: &mut dyn Progress) -> Result<Option<T::Eval>> {
+        self.task.evaluate(&self.model.valid(), progress)
     }
 
     /// Trains until `optimizer.total_steps`, or until step `stop_at` if given (for a run split
     /// into parts). Saves checkpoints every `checkpoint_every` steps and at the end, logs every
     /// step to `metrics.jsonl`, and reports progress (steps; the message carries loss, learning
     /// rate and throughput).
-    pub fn run(&mut self, stop_at: Option<usize>, progress: &mut dyn Progress) -> Result<TrainSummary> {
+    pub fn run(&mut self, stop_at: Option<usize>, progress: &mut dyn Progress) -> Result<TrainSummary<T::Eval>> {
         let total = self.cfg.optimizer.total_steps;
         let end = stop_at.unwrap_or(total).min(total);
         std::fs::create_dir_all(self.output.join("checkpoints")).map_err(io(&self.output))?;
-        self.model_config.save(self.output.join("config.json"))?;
+        self.task.write_run_files(&self.output)?;
         let mut log = MetricsLog::open(self.output.join("metrics.jsonl"), self.step)?;
         let accum = self.cfg.accumulation;
-        let mut loader = Loader::start(self.source.clone(), (self.step * accum) as u64, self.cfg.prefetch)?;
-        let (chunk, max_scale) = (self.cfg.grad_cache_chunk, self.cfg.max_logit_scale);
-        let opts = move |w: f32| StepOptions { chunk, max_scale, loss_weight: w };
+        let task = self.task.clone();
+        let mut loader = Loader::from_fn(move |b| task.load_batch(b), (self.step * accum) as u64, self.cfg.prefetch)?;
         let started = Instant::now();
         let (mut pairs, mut skipped_here, mut last_loss, mut last_eval, mut last_ckpt) =
             (0u64, 0usize, None, None, None);
@@ -342,32 +369,32 @@ impl Trainer {
         while self.step < end {
             let t0 = Instant::now();
             let lr = self.cfg.optimizer.lr_at(self.step);
-            let replicas: Vec<Florence> = self
+            let replicas: Vec<T::Model> = self
                 .devices
                 .iter()
                 .enumerate()
                 .map(|(i, d)| if i == 0 { self.model.clone() } else { self.model.clone().fork(d) })
                 .collect();
-            let mut acc = GradientsAccumulator::<Florence>::new();
+            let mut acc = GradientsAccumulator::<T::Model>::new();
             // f16: the loss is scaled before backpropagation and the gradients unscaled after.
             let loss_scale = self.scaler.map_or(1.0, |s| s.scale);
             let (mut loss_sum, mut batches, mut step_pairs, mut step_skipped) = (0f32, 0usize, 0u64, 0usize);
             let mut first_skip = None;
             for _ in 0..accum {
-                let host = loader.next_batch()?;
-                step_skipped += host.skipped.len();
-                for s in &host.skipped {
+                let batch = loader.next_batch()?;
+                let (usable, skipped) = self.task.batch_examples(&batch);
+                step_skipped += skipped.len();
+                for s in skipped {
                     progress.warn(&format!("skipping {}: {}", s.path.display(), s.reason));
                 }
-                first_skip = first_skip.or_else(|| host.skipped.first().cloned());
-                if host.len() < 2 {
-                    continue; // nothing to contrast: every file (but one) was unreadable
+                first_skip = first_skip.or_else(|| skipped.first().cloned());
+                if usable < self.task.min_batch().max(1) {
+                    continue; // too few readable files to train on (UniCL: nothing to contrast)
                 }
-                let batch = host.to_device(&self.devices[0].clone().without_autodiff());
-                let g = data_parallel_gradients(&replicas, &batch, opts(loss_scale / accum as f32))?;
+                let g = self.task.gradients(&replicas, &batch, loss_scale / accum as f32)?;
                 loss_sum += g.loss;
                 batches += 1;
-                step_pairs += host.len() as u64;
+                step_pairs += usable as u64;
                 acc.accumulate(&self.model, g.grads);
             }
             drop(replicas);
@@ -385,7 +412,7 @@ impl Trainer {
                 step: self.step,
                 loss,
                 lr: Some(lr),
-                scale: Some(self.model.scale_value()),
+                scale: self.task.scale(&self.model),
                 images_per_s: Some(ips),
                 skipped: Some(step_skipped),
                 zero_shot_top1: None,
@@ -393,12 +420,11 @@ impl Trainer {
                 loss_scale: self.scaler.map(|_| loss_scale),
                 overflow: self.scaler.map(|_| !applied),
             };
-            if let Some((_, _, every, _)) = &self.eval
-                && (self.step.is_multiple_of(*every) || self.step == end)
+            if let Some(every) = self.task.eval_every()
+                && (self.step.is_multiple_of(every.max(1)) || self.step == end)
+                && let Some(report) = self.evaluate(&mut Silent)?
             {
-                let report = self.evaluate(&mut Silent)?.expect("eval configured");
-                line.zero_shot_top1 = Some(report.top1);
-                line.zero_shot_top5 = Some(report.top5);
+                (line.zero_shot_top1, line.zero_shot_top5) = self.task.eval_accuracy(&report);
                 last_eval = Some(report);
             }
             log.append(&line)?;
@@ -415,7 +441,7 @@ impl Trainer {
         }
         progress.finish();
         if self.step >= total {
-            self.weights().save_safetensors(self.output.join("final.safetensors"), self.dtype())?;
+            self.task.save_weights(self.weights(), &self.output.join("final.safetensors"), self.dtype())?;
         }
         Ok(TrainSummary {
             step: self.step,
@@ -441,7 +467,7 @@ impl Trainer {
         }
         let skipped = (self.skipped + step_skipped) as u64;
         let read = self.pairs_seen + step_pairs + skipped;
-        let enough = read >= (self.source.dataset.len() as u64).min(100);
+        let enough = read >= (self.task.dataset_len() as u64).min(100);
         if enough && skipped as f64 > self.cfg.max_skipped_fraction * read as f64 {
             return Err(FlorenceError::Input(format!(
                 "{skipped} of the {read} files read so far were skipped, more than `max_skipped_fraction` = {}{why}; fix the data or raise the fraction",
@@ -467,7 +493,7 @@ impl Trainer {
         let apply = self.scaler.as_mut().map_or(finite, |s| s.update(finite));
         let master = if apply {
             let m = self.optim.step(lr, master, grads);
-            self.model = cast_params(m.clone(), self.model.logit_scale.val().dtype());
+            self.model = cast_params(m.clone(), self.half.unwrap_or(DType::F32));
             m
         } else {
             progress.warn(&format!(
@@ -482,12 +508,21 @@ impl Trainer {
 
     /// The weights being trained, which checkpoints save: the f32 master copy in half-precision
     /// training ([`Trainer::model`] is then its half working copy), else the model itself.
-    pub fn weights(&self) -> &Florence {
+    pub fn weights(&self) -> &T::Model {
         self.master.as_ref().unwrap_or(&self.model)
     }
 
+    /// The float type of the weights checkpoints save (that of their first float parameter).
     fn dtype(&self) -> DType {
-        self.weights().logit_scale.val().dtype()
+        struct First(Option<DType>);
+        impl burn::module::ModuleVisitor for First {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                self.0 = self.0.or(Some(param.val().dtype()));
+            }
+        }
+        let mut first = First(None);
+        self.weights().visit(&mut first);
+        first.0.unwrap_or(DType::F32)
     }
 
     /// Writes a checkpoint of the current step atomically and prunes old ones; returns its folder.
@@ -496,11 +531,16 @@ impl Trainer {
         let name = format!("step-{:07}", self.step);
         let partial = dir.join(format!("{name}.partial"));
         let final_dir = dir.join(&name);
+        // A checkpoint is a folder of three files that must appear together, so the folder is
+        // what is made atomic: filled under `<name>.partial` and renamed. `files::write_atomic`
+        // (tempfile's persist) renames one file and cannot serve here; `tempfile::TempDir` has no
+        // persist, and its random name would defeat the clean-up of a crashed `<name>.partial`
+        // below. The files inside need no atomic writes of their own.
         if partial.exists() {
             std::fs::remove_dir_all(&partial).map_err(io(&partial))?;
         }
         std::fs::create_dir_all(&partial).map_err(io(&partial))?;
-        self.weights().save_safetensors(partial.join("model.safetensors"), self.dtype())?;
+        self.task.save_weights(self.weights(), &partial.join("model.safetensors"), self.dtype())?;
         let bytes = self
             .optim
             .into_bytes()
@@ -520,7 +560,7 @@ impl Trainer {
             std::fs::remove_dir_all(&final_dir).map_err(io(&final_dir))?;
         }
         std::fs::rename(&partial, &final_dir).map_err(io(&final_dir))?;
-        crate::matrix_file::write_atomic(&dir.join("latest"), name.as_bytes())?;
+        crate::files::write_bytes_atomic(&dir.join("latest"), name.as_bytes())?;
         // Keep the newest `keep_checkpoints` folders.
         let mut old: Vec<PathBuf> = std::fs::read_dir(&dir)
             .map_err(io(&dir))?

@@ -1,11 +1,12 @@
-//! What every command shares: loading weights (local or hub), choosing the config and the
-//! device, the tokenizer and the preprocessor, and the progress bar.
+//! What every command shares: loading weights (local, hub or a registry name), choosing the
+//! config and the device, the tokenizer and the preprocessor, and the progress bar.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use florence::preprocess::{DecodeOptions, Preprocessor};
+use florence::pretrained::Resolved;
 use florence::progress::Progress;
 use florence::text::tokenizer::Tokenizer;
 use florence::{Florence, FlorenceConfig};
@@ -14,10 +15,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// Options that pick the model.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// Checkpoint: a local .pth/.safetensors/.bpk file, or hf://[spaces/]OWNER/REPO[@REV]/FILE.
+    /// Checkpoint: a local .pth/.safetensors/.bpk file, hf://[spaces/]OWNER/REPO[@REV]/FILE, or a
+    /// registry name (`florence weights` lists them; downloaded once, then checked against its SHA-256).
     #[arg(long, short = 'w')]
     pub weights: String,
-    /// Preset name or config JSON file. Default: inferred from the checkpoint's shapes.
+    /// Preset name or config JSON file. Default: the registry entry's preset, else inferred from
+    /// the checkpoint's shapes.
     #[arg(long, short = 'c')]
     pub config: Option<String>,
     /// Device: flex, wgpu, vulkan, metal, cuda, tch, optionally with which one (cuda:1, wgpu:cpu,
@@ -57,12 +60,28 @@ pub fn device(name: Option<&str>) -> Result<Device> {
     Ok(device)
 }
 
-/// The config from `--config`, or the preset the checkpoint's shapes match.
-pub fn config(spec: Option<&str>, weights: &std::path::Path) -> Result<FlorenceConfig> {
-    match spec {
-        Some(s) => Ok(FlorenceConfig::from_preset_or_file(s)?),
-        None => {
-            let (name, c) = florence::checkpoint::infer_config(weights)
+/// The config from `--config`, else the registry entry's preset, else the preset the checkpoint's
+/// shapes match. With a registry entry the images are prepared as the entry says, unless a config
+/// file has its own `preprocess` section.
+pub fn config(spec: Option<&str>, weights: &Resolved) -> Result<FlorenceConfig> {
+    match (spec, weights.entry) {
+        (Some(s), entry) => {
+            let mut c = FlorenceConfig::from_preset_or_file(s)?;
+            if let Some(e) = entry
+                && c.preprocess.is_none()
+            {
+                c.preprocess = Some(e.preprocess.clone());
+                let what = || format!("--config {s} with the preprocessing of the weights `{}`", e.name);
+                c.validate().with_context(what)?;
+            }
+            Ok(c)
+        }
+        (None, Some(e)) => {
+            eprintln!("config: {} (the weights registry's preset for {})", e.preset, e.name);
+            Ok(e.config()?)
+        }
+        (None, None) => {
+            let (name, c) = florence::checkpoint::infer_config(&weights.path)
                 .context("cannot tell the architecture from the checkpoint; pass --config PRESET|FILE")?;
             eprintln!("config: {name} (inferred from the checkpoint's tensor shapes)");
             Ok(c)
@@ -70,14 +89,29 @@ pub fn config(spec: Option<&str>, weights: &std::path::Path) -> Result<FlorenceC
     }
 }
 
-pub fn resolve(weights: &str, quiet: bool) -> Result<PathBuf> {
+/// `--weights`: a file, an hf:// reference or a registry name, as a local file.
+pub fn resolve(weights: &str, quiet: bool) -> Result<Resolved> {
     let mut bar = Bar::new(quiet);
-    Ok(florence::hub::resolve_weights(weights, &mut bar)?)
+    let r = match florence::pretrained::resolve_reference(weights, &mut bar) {
+        Ok(r) => r,
+        Err(e @ florence::FlorenceError::UnknownWeights { .. }) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "`{weights}` is not a file, an hf:// reference or a registry name (`florence weights` lists them)"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(e) = r.entry {
+        let checked = if e.sha256.is_some() { "SHA-256 checked" } else { "no SHA-256 known to check" };
+        eprintln!("weights: {} ({}, {checked})", e.name, r.path.display());
+    }
+    Ok(r)
 }
 
 pub fn load(a: &ModelArgs) -> Result<Loaded> {
-    let path = resolve(&a.weights, a.quiet)?;
-    let config = config(a.config.as_deref(), &path)?;
+    let weights = resolve(&a.weights, a.quiet)?;
+    let config = config(a.config.as_deref(), &weights)?;
+    let path = weights.path;
     let device = device(a.device.as_deref())?;
     let model = Florence::load(&config, &path, &device).with_context(|| format!("loading {}", path.display()))?;
     let tokenizer = match &a.tokenizer {
@@ -117,7 +151,7 @@ impl Progress for Bar {
             return;
         }
         let bar = ProgressBar::new(total as u64);
-        let style = if task.starts_with("download") {
+        let style = if task.starts_with("download") || task.starts_with("verify") {
             "{prefix} {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})"
         } else if task == "train" {
             // The trainer's message carries loss, learning rate and images/s.

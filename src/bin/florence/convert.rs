@@ -11,7 +11,7 @@ use crate::common::{config, device, resolve};
 
 #[derive(clap::Args, Debug)]
 pub struct ConvertArgs {
-    /// Input checkpoint (.pth, .safetensors, .bpk, or hf://...).
+    /// Input checkpoint (.pth, .safetensors, .bpk, hf://..., or a registry name).
     pub input: String,
     /// Output file: .safetensors or .pth (UniCL layout, loads into UniCL's PyTorch model; .pth as
     /// `torch.save({"model": state_dict})` writes it), or .bpk (Burn).
@@ -26,7 +26,7 @@ pub struct ConvertArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct InfoArgs {
-    /// Checkpoint (.pth, .safetensors, .bpk, or hf://...).
+    /// Checkpoint (.pth, .safetensors, .bpk, hf://..., or a registry name).
     pub weights: String,
     /// JSON on stdout.
     #[arg(long)]
@@ -43,7 +43,7 @@ pub fn convert(a: ConvertArgs) -> Result<ExitCode> {
     let input = resolve(&a.input, false)?;
     let cfg = config(a.config.as_deref(), &input)?;
     let dev = device(None)?;
-    let model = Florence::load(&cfg, &input, &dev)?;
+    let model = Florence::load(&cfg, &input.path, &dev)?;
     let ext = a.output.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match ext.as_str() {
         "safetensors" => model.save_safetensors(&a.output, dtype)?,
@@ -56,7 +56,8 @@ pub fn convert(a: ConvertArgs) -> Result<ExitCode> {
 }
 
 pub fn info(a: InfoArgs) -> Result<ExitCode> {
-    let path = resolve(&a.weights, false)?;
+    let weights = resolve(&a.weights, false)?;
+    let path = weights.path;
     let info = florence::checkpoint::inspect(&path)?;
     let inferred = florence::checkpoint::infer_config(&path);
     let s = &info.shapes;
@@ -71,11 +72,15 @@ pub fn info(a: InfoArgs) -> Result<ExitCode> {
             "preset": inferred.as_ref().ok().map(|(n, _)| *n),
             "config": inferred.as_ref().ok().map(|(_, c)| serde_json::to_value(c).unwrap_or_default()),
             "inference_error": inferred.as_ref().err().map(|e| e.to_string()),
+            "registry": weights.entry.map(|e| e.name),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!("file:        {}", path.display());
+    if let Some(e) = weights.entry {
+        println!("registry:    {} (preset {}, {})", e.name, e.preset, e.licence);
+    }
     println!("format:      {}", info.format.name());
     if let Some(c) = info.convention {
         println!("naming:      {c:?}");

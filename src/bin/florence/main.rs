@@ -8,6 +8,7 @@ mod embed;
 mod evaluate;
 mod retrieval;
 mod train;
+mod weights;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +40,8 @@ enum Command {
     Eval(evaluate::EvalCommand),
     /// Write the synthetic shapes dataset (images with captions, or class folders).
     Synth(train::SynthArgs),
+    /// The registry of known public checkpoints, which `--weights NAME` resolves.
+    Weights(weights::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +56,7 @@ fn main() -> std::process::ExitCode {
         Command::Train(a) => train::train(a),
         Command::Eval(c) => evaluate::run(c),
         Command::Synth(a) => train::synth(a),
+        Command::Weights(a) => weights::run(a),
     };
     match result {
         Ok(code) => code,
