@@ -540,7 +540,7 @@ impl FlorenceConfig {
     /// Loads and validates a JSON config file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = crate::limits::read_text_file(path)?;
+        let text = crate::files::read_text_file(path)?;
         let c: Self =
             serde_json::from_str(&text).map_err(|source| FlorenceError::ConfigParse { path: path.into(), source })?;
         c.validate()?;

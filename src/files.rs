@@ -22,6 +22,16 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// Reads a text file given by the user (labels, templates, captions, annotations, configs),
+/// refusing one larger than [`crate::limits::Limits::max_annotation_bytes`] before reading it.
+pub fn read_text_file(path: &Path) -> Result<String> {
+    let io = |source| FlorenceError::Io { path: path.into(), source };
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    let limit = crate::limits::get().max_annotation_bytes;
+    crate::limits::check_bytes(format!("the file {}", path.display()), len, limit, "max_annotation_bytes")?;
+    std::fs::read_to_string(path).map_err(io)
+}
+
 /// Whether `path` has one of the [`IMAGE_EXTENSIONS`].
 pub fn has_image_extension(path: &Path) -> bool {
     path.extension()

@@ -169,15 +169,6 @@ fn check_in(
     if value <= limit { Ok(()) } else { Err(LimitError { what: what.into(), value, limit, limit_name, unit }) }
 }
 
-/// Reads a text file given by the user (labels, templates, captions, annotations, configs),
-/// refusing one larger than [`Limits::max_annotation_bytes`] before reading it.
-pub fn read_text_file(path: &std::path::Path) -> crate::Result<String> {
-    let io = |source| crate::FlorenceError::Io { path: path.into(), source };
-    let len = std::fs::metadata(path).map_err(io)?.len();
-    check_bytes(format!("the file {}", path.display()), len, get().max_annotation_bytes, "max_annotation_bytes")?;
-    std::fs::read_to_string(path).map_err(io)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

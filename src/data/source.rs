@@ -137,7 +137,7 @@ impl Dataset {
     /// (`path`/`file` and `text` are accepted as synonyms). Blank lines are skipped; a line that
     /// is not such an object is an error naming the line.
     pub fn captions_jsonl(file: &Path) -> Result<Dataset> {
-        let text = crate::limits::read_text_file(file)?;
+        let text = crate::files::read_text_file(file)?;
         let base = file.parent().unwrap_or(Path::new("."));
         let mut examples = Vec::new();
         for (i, line) in text.lines().enumerate() {
@@ -162,7 +162,7 @@ impl Dataset {
     /// A CSV caption file with a header row naming an `image` (or `path`, `filepath`) column and
     /// a `caption` (or `text`, `title`) column; RFC 4180 quoting, any other columns ignored.
     pub fn captions_csv(file: &Path) -> Result<Dataset> {
-        let text = crate::limits::read_text_file(file)?;
+        let text = crate::files::read_text_file(file)?;
         let base = file.parent().unwrap_or(Path::new("."));
         let rows = parse_csv(&text).map_err(|e| data_err(file, e))?;
         let Some((header, body)) = rows.split_first() else {

@@ -150,7 +150,7 @@ impl TrainConfig {
     /// Reads a `.toml` or `.json` file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = crate::limits::read_text_file(path)?;
+        let text = crate::files::read_text_file(path)?;
         let toml_syntax = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml"));
         Self::parse(&text, toml_syntax).map_err(|e| match e {
             FlorenceError::Config(m) => FlorenceError::Config(format!("{}: {m}", path.display())),

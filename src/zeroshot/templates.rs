@@ -47,7 +47,7 @@ impl Templates {
 
     /// Reads a template file: one template per line, each with exactly one `{}`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = crate::limits::read_text_file(path)?;
+        let text = crate::files::read_text_file(path)?;
         let list = parse_lines(&text);
         let t = Self::Custom(list);
         t.validate().map_err(|e| FlorenceError::Labels(format!("{}: {e}", path.display())))?;
