@@ -4,11 +4,11 @@ use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::prelude::*;
 
 use super::block::SwinBlock;
+use super::config::{EmbeddingKind, ImageEncoderConfig};
 use super::embed::ConvEmbed;
 use super::merge::PatchMerging;
 use super::stage::{Downsample, Stage};
 use crate::attention::AttentionKind;
-use crate::config::{EmbeddingKind, ImageEncoderConfig};
 use crate::error::{FlorenceError, Result};
 
 /// A per-stage feature map, as a detection neck consumes it.

@@ -2,6 +2,7 @@
 
 pub mod attention;
 pub mod block;
+pub mod config;
 pub mod embed;
 pub mod encoder;
 pub mod geometry;
@@ -10,4 +11,5 @@ pub mod merge;
 pub mod stage;
 pub mod window;
 
+pub use config::{EmbeddingKind, ImageEncoderConfig};
 pub use encoder::{FeatureInfo, FeatureMap, ImageEncoder, Intermediates};

@@ -9,7 +9,7 @@ use burn::prelude::*;
 use burn::tensor::DType;
 
 use super::block::ResidualAttentionBlock;
-use crate::config::{TextEncoderConfig, TextPooling};
+use super::config::{TextEncoderConfig, TextPooling};
 use crate::error::{FlorenceError, Result};
 
 /// The text tower. Keys: `token_embedding.weight`, `positional_embedding`, `resblocks.{i}.*`,

@@ -2,8 +2,10 @@
 
 pub mod block;
 pub mod clean;
+pub mod config;
 pub mod encoder;
 pub mod tokenizer;
 
+pub use config::{TextEncoderConfig, TextPooling};
 pub use encoder::TextEncoder;
 pub use tokenizer::{Padding, Tokenizer};
