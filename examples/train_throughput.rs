@@ -71,7 +71,7 @@ fn main() -> anyhow::Result<()> {
         ids: Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, l]), &plain),
         labels: (0..batch as u64).collect(),
     };
-    let opts = StepOptions { chunk, max_scale: Some(100.0), loss_weight: 1.0 };
+    let opts = StepOptions { chunk, max_scale: Some(100.0), ..Default::default() };
     let mut model = model;
     let mut times = Vec::new();
     for step in 0..=steps {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{FlorenceError, Result};
 pub use crate::image::config::{EmbeddingKind, ImageEncoderConfig};
-pub use crate::text::config::{TextEncoderConfig, TextPooling};
+pub use crate::text::config::{DropPathUnit, TextEncoderConfig, TextPooling};
 
 /// A whole two-tower model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

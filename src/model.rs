@@ -8,6 +8,7 @@ use burn::prelude::*;
 use crate::config::FlorenceConfig;
 use crate::error::{FlorenceError, Result};
 use crate::image::ImageEncoder;
+use crate::layers::DropPathNoise;
 use crate::text::TextEncoder;
 
 /// Florence / UniCL two-tower model. Field names are the checkpoint keys.
@@ -67,6 +68,13 @@ impl Florence {
         Ok(self.image_encoder.forward_features(images)?.matmul(self.image_projection.val()))
     }
 
+    /// [`Self::encode_image`] in training, with stochastic depth drawn from `noise` (one row per
+    /// image); with `None`, the same as inference.
+    pub fn encode_image_with_noise(&self, images: Tensor<4>, noise: Option<&DropPathNoise>) -> Result<Tensor<2>> {
+        let u = self.image_encoder.forward_features_with_noise(images, noise)?;
+        Ok(l2_normalize(u.matmul(self.image_projection.val())))
+    }
+
     /// `ids: [T, L]` token ids (CLIP tokenizer: BOS ... EOS, padded with EOS) -> `[T, D]`
     /// L2-normalised text embeddings, pooled at each row's first end-of-text token.
     pub fn encode_text(&self, ids: Tensor<2, Int>) -> Result<Tensor<2>> {
@@ -76,6 +84,13 @@ impl Florence {
     /// Text embeddings before normalisation.
     pub fn encode_text_unnormalized(&self, ids: Tensor<2, Int>) -> Result<Tensor<2>> {
         Ok(self.text_encoder.forward_pooled(ids)?.matmul(self.text_projection.val()))
+    }
+
+    /// [`Self::encode_text`] in training, with stochastic depth drawn from `noise` (one row per
+    /// token row); with `None`, the same as inference.
+    pub fn encode_text_with_noise(&self, ids: Tensor<2, Int>, noise: Option<&DropPathNoise>) -> Result<Tensor<2>> {
+        let v = self.text_encoder.forward_pooled_with_noise(ids, noise)?;
+        Ok(l2_normalize(v.matmul(self.text_projection.val())))
     }
 
     /// `exp(logit_scale)`, shape `[1]` (UniCL's `T`).

@@ -11,7 +11,7 @@ use burn::tensor::Distribution;
 use common::{device, fixture_path, replica_device};
 use florence::train::{
     ContrastiveBatch, StepOptions, all_gather, all_reduce_sum, data_parallel_gradients, full_batch_gradients,
-    grad_cache_gradients,
+    full_batch_gradients_with, grad_cache_gradients,
 };
 use florence::{Florence, FlorenceConfig};
 
@@ -116,6 +116,46 @@ fn data_parallel_equals_full_batch_gradients() {
         eprintln!("{replicas} replicas, chunk {chunk:?}: max relative gradient error {worst:.2e}");
         assert!(worst < 1e-4, "{replicas} replicas: {worst}");
     }
+}
+
+/// Stochastic depth draws its masks from the step seed and each pair's row in the batch, so the
+/// gradient cache's two forwards of a sub-batch, any sub-batch size and any number of replicas
+/// drop the same branches as full-batch backpropagation does: the gradients agree as closely as
+/// without drop path. A different seed, or none, gives other gradients (so the masks are real).
+#[test]
+fn stochastic_depth_is_replayed_exactly_in_the_gradient_cache_and_over_replicas() {
+    let plain = device();
+    let mut config = FlorenceConfig::preset("tiny").unwrap();
+    config.image.drop_path_rate = 0.5;
+    config.text.drop_path_rate = 0.5;
+    let model: Florence = Florence::load(&config, fixture_path("tiny_swin.safetensors"), &plain).unwrap().train();
+    let batch = tiny_batch(&plain);
+    let seeded = |seed| StepOptions { drop_path_seed: Some(seed), ..Default::default() };
+    let full = full_batch_gradients_with(&model, &batch, seeded(42)).unwrap();
+    let other = replica_device().autodiff();
+    for (replicas, chunk) in [(1usize, Some(1)), (1, Some(3)), (3, Some(2)), (2, None)] {
+        let reps: Vec<Florence> =
+            (0..replicas).map(|i| if i == 0 { model.clone() } else { model.clone().fork(&other) }).collect();
+        let dp = data_parallel_gradients(&reps, &batch, StepOptions { chunk, ..seeded(42) }).unwrap();
+        assert!((dp.loss - full.loss).abs() < 1e-5, "loss {} vs {}", dp.loss, full.loss);
+        let worst = compare(&model, &dp.grads, &full.grads);
+        eprintln!("drop path 0.5, {replicas} replicas, chunk {chunk:?}: max relative gradient error {worst:.2e}");
+        assert!(worst < 1e-4, "{replicas} replicas, chunk {chunk:?}: {worst}");
+    }
+    let plain_grads = full_batch_gradients(&model, &batch, None).unwrap();
+    let reseeded = full_batch_gradients_with(&model, &batch, seeded(43)).unwrap();
+    for (name, g) in [("no drop path", &plain_grads), ("seed 43", &reseeded)] {
+        let diff = compare(&model, &g.grads, &full.grads);
+        eprintln!("{name} vs seed 42: max relative gradient difference {diff:.2e}");
+        assert!(diff > 1e-2, "{name}: drop path changed nothing ({diff})");
+    }
+    // Inference is untouched by the rates: the encoder with rates equals the one without.
+    let frozen = model.valid();
+    let rateless =
+        Florence::load(&FlorenceConfig::preset("tiny").unwrap(), fixture_path("tiny_swin.safetensors"), &plain)
+            .unwrap();
+    let u = frozen.encode_image(batch.images.clone()).unwrap().into_data();
+    assert_eq!(u, rateless.encode_image(batch.images.clone()).unwrap().into_data());
 }
 
 /// Burn's balanced gradient checkpointing recomputes memory-bound activations in backward; the

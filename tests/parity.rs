@@ -289,3 +289,42 @@ fn backbone_outputs_for_adapters() {
     assert_eq!(shapes, vec![[1, 12, 50, 82], [1, 24, 25, 41], [1, 48, 13, 21], [1, 96, 7, 11]]);
     assert!(!out.maps.iter().any(|m| m.clone().is_nan().any().into_scalar::<bool>()));
 }
+
+/// Stochastic depth in training against the references' own code
+/// (`scripts/reference/make_drop_path_fixtures.py`): the tiny UniCL model with drop-path rates
+/// 0.4 (image, timm's `SwinTransformer` blocks, per-sample draws) and 0.3 (text, UniCL's
+/// `Transformer`, whose draws are per token position), in training mode, with torch's Bernoulli
+/// draws replaced by florence's replayable ones. This checks where the branches are dropped, the
+/// 1/keep scaling, the decay of the rates over the blocks and the text tower's per-position quirk;
+/// the same tolerance as the inference parity (the drops only rescale branches).
+#[test]
+fn stochastic_depth_matches_timm_and_unicl_in_training() {
+    let dev = device();
+    let io = load_fixture("drop_path_io.safetensors");
+    let scalar = |k: &str| io[k].clone().convert::<f64>().try_to_vec::<f64>().unwrap();
+    let mut config = FlorenceConfig::preset("tiny").unwrap();
+    config.image.drop_path_rate = scalar("image_rate")[0];
+    config.text.drop_path_rate = scalar("text_rate")[0];
+    let model = Florence::load(&config, fixture_path("tiny_swin.safetensors"), &dev).unwrap();
+    let image_rates: Vec<f64> =
+        model.image_encoder.layers.iter().flat_map(|s| s.blocks.iter().map(|b| b.drop_path)).collect();
+    assert_eq!(image_rates, scalar("rates.image"), "timm's rates, torch.linspace in f32");
+    let text_rates: Vec<f64> = model.text_encoder.resblocks.iter().map(|b| b.drop_path).collect();
+    assert_eq!(text_rates, scalar("rates.text"), "UniCL's text rates");
+
+    let images: Tensor<4> = float(&io, "images", &dev);
+    let ids: Tensor<2, Int> = int(&io, "input_ids", &dev);
+    let seed = io["seed"].clone().convert::<i64>().try_to_vec::<i64>().unwrap()[0] as u64;
+    let noise = florence::layers::DropPathNoise::for_rows(seed, 0..images.dims()[0]);
+    let u = model.encode_image_with_noise(images.clone(), Some(&noise)).unwrap();
+    let v = model.encode_text_with_noise(ids.clone(), Some(&noise)).unwrap();
+    assert_close("drop path: image embeddings", u, float(&io, "image_embeds", &dev), F32_TOL);
+    assert_close("drop path: text embeddings", v, float(&io, "text_embeds", &dev), F32_TOL);
+    // Without noise the rates do nothing (inference), and the result is far from the fixture.
+    let plain = model.encode_image(images).unwrap();
+    let moved = (plain - float::<2>(&io, "image_embeds", &dev)).abs().max().into_scalar::<f32>();
+    assert!(moved > 0.05, "the fixture's draws dropped branches ({moved})");
+    // The noise must have a row per image.
+    let short = florence::layers::DropPathNoise::for_rows(seed, 0..2);
+    assert!(model.encode_text_with_noise(ids, Some(&short)).is_err());
+}

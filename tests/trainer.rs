@@ -59,6 +59,8 @@ output = "{output}"
 batch_size = 6
 accumulation = 2
 grad_cache_chunk = 4
+drop_path_rate = 0.3
+text_drop_path_rate = 0.2
 seed = 11
 checkpoint_every = 2
 keep_checkpoints = 2
@@ -118,6 +120,8 @@ fn resume_reproduces_an_uninterrupted_run() {
 
     // Uninterrupted: 4 optimiser steps of 2 accumulated batches of 6.
     let mut a = Trainer::new(config(&root, "run-a", 4), &root).unwrap();
+    // Stochastic depth is on in this run, so its draws must replay on resume too.
+    assert_eq!((a.model_config().image.drop_path_rate, a.model_config().text.drop_path_rate), (0.3, 0.2));
     let mut rec = Recorder::default();
     let summary = a.run(None, &mut rec).unwrap();
     assert_eq!(summary.step, 4);
@@ -273,8 +277,9 @@ impl florence::train::Task for Regression {
         &self,
         replicas: &[burn::nn::Linear],
         batch: &Vec<(f32, f32)>,
-        w: f32,
+        ctx: florence::train::BatchContext,
     ) -> florence::Result<florence::train::StepGradients> {
+        let w = ctx.loss_weight;
         let m = &replicas[0];
         let dev = m.weight.val().device();
         let x = Tensor::<2>::from_data(

@@ -13,6 +13,7 @@ use super::layout::{BlockLayout, shifted_windows};
 use super::window::{window_partition, window_partition_3d, window_reverse, window_reverse_3d};
 use crate::layers::Activation;
 pub use crate::layers::Mlp;
+use crate::layers::drop_path::{DropPathNoise, drop_path};
 
 /// One Swin block. `shift` is all zeros for even blocks.
 #[derive(Module, Debug)]
@@ -35,6 +36,13 @@ pub struct SwinBlock {
     /// Padding order, window decisions, bias rows of clamped windows.
     #[module(skip)]
     pub layout: BlockLayout,
+    /// Stochastic-depth rate of both residual branches (timm's `drop_path1`, `drop_path2`);
+    /// active only in a forward given a [`DropPathNoise`].
+    #[module(skip)]
+    pub drop_path: f64,
+    /// This block's draw site ([`crate::layers::drop_path::site::block`]).
+    #[module(skip)]
+    pub site: u64,
 }
 
 impl SwinBlock {
@@ -60,6 +68,8 @@ impl SwinBlock {
             shift: shift.to_vec(),
             nominal_shift: nominal_shift.to_vec(),
             layout: BlockLayout::default(),
+            drop_path: 0.0,
+            site: 0,
         }
     }
 
@@ -99,14 +109,38 @@ impl SwinBlock {
     /// `x: [B, H, W, D] -> [B, H, W, D]`. `mask` is the `[nW, N, N]` shifted-window mask for
     /// this map (a stage computes it once for its blocks; `None` builds it here when needed).
     pub fn forward(&self, x: Tensor<4>, mask: Option<Tensor<3>>) -> Tensor<4> {
-        let x = x.clone() + self.window_attention_2d(self.norm1.forward(x), mask);
-        x.clone() + self.mlp.forward(self.norm2.forward(x))
+        self.forward_with_noise(x, mask, None)
+    }
+
+    /// [`Self::forward`] in training, with stochastic depth drawn from `noise` (`B` rows).
+    pub fn forward_with_noise(
+        &self,
+        x: Tensor<4>,
+        mask: Option<Tensor<3>>,
+        noise: Option<&DropPathNoise>,
+    ) -> Tensor<4> {
+        let attn = self.window_attention_2d(self.norm1.forward(x.clone()), mask);
+        let x = x + drop_path(attn, self.drop_path, noise, self.site);
+        let mlp = self.mlp.forward(self.norm2.forward(x.clone()));
+        x + drop_path(mlp, self.drop_path, noise, self.site + 1)
     }
 
     /// `x: [B, T, H, W, D] -> [B, T, H, W, D]` (Video Swin); `mask` as in [`Self::forward`].
     pub fn forward_3d(&self, x: Tensor<5>, mask: Option<Tensor<3>>) -> Tensor<5> {
-        let x = x.clone() + self.window_attention_3d(self.norm1.forward(x), mask);
-        x.clone() + self.mlp.forward(self.norm2.forward(x))
+        self.forward_3d_with_noise(x, mask, None)
+    }
+
+    /// [`Self::forward_3d`] in training, with stochastic depth drawn from `noise` (`B` rows).
+    pub fn forward_3d_with_noise(
+        &self,
+        x: Tensor<5>,
+        mask: Option<Tensor<3>>,
+        noise: Option<&DropPathNoise>,
+    ) -> Tensor<5> {
+        let attn = self.window_attention_3d(self.norm1.forward(x.clone()), mask);
+        let x = x + drop_path(attn, self.drop_path, noise, self.site);
+        let mlp = self.mlp.forward(self.norm2.forward(x.clone()));
+        x + drop_path(mlp, self.drop_path, noise, self.site + 1)
     }
 
     /// The attention branch alone on a 2D map `[B, H, W, D]` (torchvision's

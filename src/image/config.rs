@@ -63,6 +63,15 @@ pub struct ImageEncoderConfig {
     /// property of the weights' shapes; omitted when default.
     #[serde(default, skip_serializing_if = "is_default_layout")]
     pub layout: BlockLayout,
+    /// Stochastic depth: the drop-path rate of the last block, rising linearly from 0 over all
+    /// blocks (timm's and UniCL's `drop_path_rate`; UniCL trains Swin-T with 0.2). Used only in
+    /// training; omitted when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub drop_path_rate: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 fn is_default_layout(layout: &BlockLayout) -> bool {
@@ -106,6 +115,7 @@ impl ImageEncoderConfig {
             layer_norm_eps: 1e-5,
             attention: AttentionKind::Fused,
             layout: Default::default(),
+            drop_path_rate: 0.0,
         }
     }
 
@@ -191,6 +201,9 @@ impl ImageEncoderConfig {
         }
         if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             return err("layer_norm_eps must be positive".into());
+        }
+        if !(0.0..1.0).contains(&self.drop_path_rate) {
+            return err(format!("drop_path_rate must be in [0, 1), got {}", self.drop_path_rate));
         }
         self.check_limits(&crate::limits::get())
     }

@@ -10,6 +10,7 @@ use super::merge::PatchMerging;
 use super::stage::{Downsample, Stage};
 use crate::attention::AttentionKind;
 use crate::error::{FlorenceError, Result};
+use crate::layers::drop_path::{DropPathNoise, check_noise, linear_rates, site};
 
 /// A per-stage feature map, as a detection neck consumes it.
 #[derive(Debug, Clone)]
@@ -105,11 +106,16 @@ impl ImageEncoderConfig {
         };
         let mut layers = Vec::with_capacity(self.num_stages());
         let resolutions = self.stage_resolutions((self.image_size, self.image_size));
+        // timm's decay rule over all blocks of all stages.
+        let rates = linear_rates(self.drop_path_rate, self.depths.iter().sum());
+        let mut block_index = 0;
         // `i` also indexes depths, heads and the stage geometry helpers, not only `resolutions`.
         #[allow(clippy::needless_range_loop)]
         for i in 0..self.num_stages() {
             let d = self.stage_dim(i);
             let (window, shift) = self.stage_window(i);
+            let first = block_index;
+            block_index += self.depths[i];
             let blocks = (0..self.depths[i])
                 .map(|j| {
                     let odd = j % 2 == 1;
@@ -120,6 +126,8 @@ impl ImageEncoderConfig {
                         SwinBlock::new(d, heads, &win, &s, &nominal, self.mlp_ratio, self.qkv_bias, eps, device);
                     block.attn.attention = self.attention;
                     block.layout = self.layout;
+                    block.drop_path = rates[first + j];
+                    block.site = site::block(site::IMAGE, first + j);
                     block
                 })
                 .collect();
@@ -183,14 +191,25 @@ impl ImageEncoder {
     /// Runs the stem and every stage. `images: [B, C, H, W]` (normalised NCHW) -> per-stage
     /// feature maps (see [`FeatureMap`]) and the final map after `norm`, `[B, h, w, C_last]`.
     pub fn forward_stages(&self, images: Tensor<4>) -> Result<(Vec<FeatureMap>, Tensor<4>)> {
+        self.forward_stages_with_noise(images, None)
+    }
+
+    /// [`Self::forward_stages`] in training: stochastic depth (the config's `drop_path_rate`)
+    /// drawn from `noise`, which needs one row per image.
+    pub fn forward_stages_with_noise(
+        &self,
+        images: Tensor<4>,
+        noise: Option<&DropPathNoise>,
+    ) -> Result<(Vec<FeatureMap>, Tensor<4>)> {
         self.check_input(&images)?;
+        check_noise(noise, images.dims()[0])?;
         // Images arrive in f32 from preprocessing; the tower computes in its weights' float type
         // (f16/bf16 in mixed-precision training).
         let images = images.cast(self.norm.gamma.val().dtype());
         let mut x = self.patch_embed.forward_nchw(images);
         let mut maps = Vec::with_capacity(self.layers.len());
         for (i, stage) in self.layers.iter().enumerate() {
-            let (features, next) = stage.forward(x);
+            let (features, next) = stage.forward_with_noise(x, noise);
             let channels = features.dims()[3];
             maps.push(FeatureMap { tensor: features, channels, stride: self.stem_stride << i });
             x = next;
@@ -217,13 +236,23 @@ impl ImageEncoder {
     /// `layout` (set `mode: runtime` for inputs far from `image_size`, e.g. 800x1333 detection
     /// inputs). `images: [B, C, H, W]`.
     pub fn forward_intermediates(&self, images: Tensor<4>, stages: &[usize]) -> Result<Intermediates> {
+        self.forward_intermediates_with_noise(images, stages, None)
+    }
+
+    /// [`Self::forward_intermediates`] in training, with stochastic depth drawn from `noise`.
+    pub fn forward_intermediates_with_noise(
+        &self,
+        images: Tensor<4>,
+        stages: &[usize],
+        noise: Option<&DropPathNoise>,
+    ) -> Result<Intermediates> {
         if let Some(&bad) = stages.iter().find(|&&i| i >= self.layers.len()) {
             return Err(FlorenceError::Input(format!(
                 "stage {bad} does not exist: the encoder has {} stages",
                 self.layers.len()
             )));
         }
-        let (maps, last) = self.forward_stages(images)?;
+        let (maps, last) = self.forward_stages_with_noise(images, noise)?;
         let out = stages
             .iter()
             .map(|&i| {
@@ -247,7 +276,12 @@ impl ImageEncoder {
     /// `images: [B, C, H, W]` -> pooled features `[B, C_last]`: final LayerNorm, then the mean
     /// over all tokens (Swin's `avgpool`).
     pub fn forward_features(&self, images: Tensor<4>) -> Result<Tensor<2>> {
-        let (_, last) = self.forward_stages(images)?;
+        self.forward_features_with_noise(images, None)
+    }
+
+    /// [`Self::forward_features`] in training, with stochastic depth drawn from `noise`.
+    pub fn forward_features_with_noise(&self, images: Tensor<4>, noise: Option<&DropPathNoise>) -> Result<Tensor<2>> {
+        let (_, last) = self.forward_stages_with_noise(images, noise)?;
         let [b, h, w, c] = last.dims();
         Ok(last.reshape([b, h * w, c]).mean_dim(1).reshape([b, c]))
     }

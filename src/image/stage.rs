@@ -8,6 +8,7 @@ use burn::tensor::DType;
 use super::block::SwinBlock;
 use super::embed::ConvEmbed;
 use super::merge::PatchMerging;
+use crate::layers::DropPathNoise;
 
 /// Between-stage downsampling: Swin patch merging or a CvT 3x3 stride-2 conv embedding.
 #[derive(Module, Debug)]
@@ -50,11 +51,16 @@ impl Stage {
     /// `x: [B, H, W, D]` -> (`features`: the blocks' output `[B, H, W, D]`, `next`: the
     /// downsampled map for the following stage, or `features` again in the last stage).
     pub fn forward(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        self.forward_with_noise(x, None)
+    }
+
+    /// [`Self::forward`] in training, with stochastic depth drawn from `noise` (`B` rows).
+    pub fn forward_with_noise(&self, x: Tensor<4>, noise: Option<&DropPathNoise>) -> (Tensor<4>, Tensor<4>) {
         let [_, h, w, _] = x.dims();
         let mask = self.shift_mask(h, w, &x.device(), x.dtype());
         let mut x = x;
         for blk in &self.blocks {
-            x = blk.forward(x, mask.clone());
+            x = blk.forward_with_noise(x, mask.clone(), noise);
         }
         let next = match &self.downsample {
             Some(d) => d.forward(x.clone()),

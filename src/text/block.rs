@@ -4,6 +4,8 @@
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 
+use super::config::DropPathUnit;
+use crate::layers::drop_path::{DropPathNoise, drop_path_along};
 pub use crate::layers::mlp::quick_gelu;
 use crate::layers::{Activation, MultiHeadAttention};
 
@@ -35,6 +37,16 @@ pub struct ResidualAttentionBlock {
     pub mlp: TextMlp,
     /// LayerNorm before the MLP.
     pub ln_2: LayerNorm,
+    /// Stochastic-depth rate of both residual branches (UniCL's `self.drop_path`, one module
+    /// applied to both); active only in a forward given a [`DropPathNoise`].
+    #[module(skip)]
+    pub drop_path: f64,
+    /// This block's draw site ([`crate::layers::drop_path::site::block`]).
+    #[module(skip)]
+    pub site: u64,
+    /// What one draw covers (UniCL: a token position).
+    #[module(skip)]
+    pub drop_path_per: DropPathUnit,
 }
 
 impl ResidualAttentionBlock {
@@ -48,12 +60,31 @@ impl ResidualAttentionBlock {
                 c_proj: LinearConfig::new(4 * width, width).init(device),
             },
             ln_2: LayerNormConfig::new(width).with_epsilon(eps).init(device),
+            drop_path: 0.0,
+            site: 0,
+            drop_path_per: DropPathUnit::default(),
         }
     }
 
     /// `x: [B, L, W] -> [B, L, W]`; `mask: [L, L]` additive (the causal mask).
     pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<2>>) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), mask.map(|m| m.unsqueeze::<4>()));
-        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+        self.forward_with_noise(x, mask, None)
+    }
+
+    /// [`Self::forward`] in training, with stochastic depth drawn from `noise` (`B` rows).
+    pub fn forward_with_noise(
+        &self,
+        x: Tensor<3>,
+        mask: Option<Tensor<2>>,
+        noise: Option<&DropPathNoise>,
+    ) -> Tensor<3> {
+        let axis = match self.drop_path_per {
+            DropPathUnit::Position => 1,
+            DropPathUnit::Sample => 0,
+        };
+        let attn = self.attn.forward(self.ln_1.forward(x.clone()), mask.map(|m| m.unsqueeze::<4>()));
+        let x = x + drop_path_along(attn, axis, self.drop_path, noise, self.site);
+        let mlp = self.mlp.forward(self.ln_2.forward(x.clone()));
+        x + drop_path_along(mlp, axis, self.drop_path, noise, self.site + 1)
     }
 }

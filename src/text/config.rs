@@ -32,6 +32,36 @@ pub struct TextEncoderConfig {
     /// same position; `eot_id` is for tokenizers whose end-of-text id is not the largest.
     #[serde(default, skip_serializing_if = "is_default_pooling")]
     pub pooling: TextPooling,
+    /// Stochastic depth: the drop-path rate of the last block, rising linearly from 0 (UniCL's
+    /// text `Transformer(drop_path=...)`, `torch.linspace(0, drop_path, layers)`). Used only in
+    /// training; omitted when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub drop_path_rate: f64,
+    /// What one stochastic-depth draw covers: `position` (the default, UniCL's: its blocks run
+    /// on `[L, B, W]` tensors, so timm's per-"sample" draw is per token position, shared across
+    /// the batch) or `sample` (one draw per text, as in the image tower). Omitted when default.
+    #[serde(default, skip_serializing_if = "is_default_unit")]
+    pub drop_path_per: DropPathUnit,
+}
+
+/// What one stochastic-depth draw of the text tower covers (see
+/// [`TextEncoderConfig::drop_path_per`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropPathUnit {
+    /// One draw per token position, shared by every text of the batch (UniCL).
+    #[default]
+    Position,
+    /// One draw per text.
+    Sample,
+}
+
+fn is_default_unit(unit: &DropPathUnit) -> bool {
+    *unit == DropPathUnit::default()
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// How the text tower picks the pooled position of each token row.
@@ -72,6 +102,8 @@ impl TextEncoderConfig {
             causal: true,
             layer_norm_eps: 1e-12,
             pooling: TextPooling::Argmax,
+            drop_path_rate: 0.0,
+            drop_path_per: DropPathUnit::Position,
         }
     }
 
@@ -86,6 +118,9 @@ impl TextEncoderConfig {
         }
         if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             return err("layer_norm_eps must be positive".into());
+        }
+        if !(0.0..1.0).contains(&self.drop_path_rate) {
+            return err(format!("drop_path_rate must be in [0, 1), got {}", self.drop_path_rate));
         }
         if let TextPooling::EotId(id) = self.pooling
             && id as usize >= self.vocab_size

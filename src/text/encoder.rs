@@ -11,6 +11,7 @@ use burn::tensor::DType;
 use super::block::ResidualAttentionBlock;
 use super::config::{TextEncoderConfig, TextPooling};
 use crate::error::{FlorenceError, Result};
+use crate::layers::drop_path::{DropPathNoise, check_noise, linear_rates, site};
 
 /// The text tower. Keys: `token_embedding.weight`, `positional_embedding`, `resblocks.{i}.*`,
 /// `ln_final.*`.
@@ -45,8 +46,16 @@ impl TextEncoderConfig {
                 .init(device),
             positional_embedding: Initializer::Normal { mean: 0.0, std: 0.01 }
                 .init([self.context_length, self.width], device),
-            resblocks: (0..self.layers)
-                .map(|_| ResidualAttentionBlock::new(self.width, self.heads, self.layer_norm_eps, device))
+            resblocks: linear_rates(self.drop_path_rate, self.layers)
+                .into_iter()
+                .enumerate()
+                .map(|(i, rate)| {
+                    let mut block = ResidualAttentionBlock::new(self.width, self.heads, self.layer_norm_eps, device);
+                    block.drop_path = rate;
+                    block.site = site::block(site::TEXT, i);
+                    block.drop_path_per = self.drop_path_per;
+                    block
+                })
                 .collect(),
             ln_final: LayerNormConfig::new(self.width).with_epsilon(self.layer_norm_eps).init(device),
             causal: self.causal,
@@ -140,17 +149,17 @@ impl TextEncoder {
     /// causal mask this gives the same hidden states as padding to the full length.
     pub fn forward(&self, ids: Tensor<2, Int>) -> Result<Tensor<3>> {
         self.check_ids(&ids)?;
-        Ok(self.forward_unchecked(ids))
+        Ok(self.forward_unchecked(ids, None))
     }
 
-    pub(crate) fn forward_unchecked(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+    pub(crate) fn forward_unchecked(&self, ids: Tensor<2, Int>, noise: Option<&DropPathNoise>) -> Tensor<3> {
         let [_, len] = ids.dims();
         let device = ids.device();
         let pos = self.positional_embedding.val().slice_dim(0, 0..len).unsqueeze_dim::<3>(0);
         let mut x = self.token_embedding.forward(ids) + pos;
         let mask = self.causal.then(|| self.causal_mask(len, &device, x.dtype()));
         for blk in &self.resblocks {
-            x = blk.forward(x, mask.clone());
+            x = blk.forward_with_noise(x, mask.clone(), noise);
         }
         self.ln_final.forward(x)
     }
@@ -158,9 +167,16 @@ impl TextEncoder {
     /// `ids: [B, L]` -> pooled features `[B, W]` at each row's end-of-text position (chosen by
     /// [`TextEncoder::pooling`]). With [`TextPooling::EotId`], a row without that id is an error.
     pub fn forward_pooled(&self, ids: Tensor<2, Int>) -> Result<Tensor<2>> {
+        self.forward_pooled_with_noise(ids, None)
+    }
+
+    /// [`Self::forward_pooled`] in training: stochastic depth (the config's `drop_path_rate`)
+    /// drawn from `noise`, which needs one row per token row.
+    pub fn forward_pooled_with_noise(&self, ids: Tensor<2, Int>, noise: Option<&DropPathNoise>) -> Result<Tensor<2>> {
         let host = self.check_ids(&ids)?;
+        check_noise(noise, ids.dims()[0])?;
         let positions = host.pooled_positions(self.pooling)?;
-        let hidden = self.forward_unchecked(ids);
+        let hidden = self.forward_unchecked(ids, noise);
         Ok(pool_at(hidden, &positions))
     }
 }

@@ -6,6 +6,6 @@ pub mod config;
 pub mod encoder;
 pub mod tokenizer;
 
-pub use config::{TextEncoderConfig, TextPooling};
+pub use config::{DropPathUnit, TextEncoderConfig, TextPooling};
 pub use encoder::TextEncoder;
 pub use tokenizer::{Padding, Tokenizer};

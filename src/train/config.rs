@@ -92,6 +92,14 @@ pub struct TrainConfig {
     pub accumulation: usize,
     /// AdamW and the learning-rate schedule; `total_steps` is the length of the run.
     pub optimizer: OptimizerConfig,
+    /// Stochastic depth of the image tower: the drop-path rate of its last block, rising
+    /// linearly from 0 (timm's and UniCL's `drop_path_rate`; UniCL trains Swin-T with 0.2).
+    /// Overrides the model config's `image.drop_path_rate` when given (UniCL task).
+    #[serde(default)]
+    pub drop_path_rate: Option<f64>,
+    /// The same for the text tower (`text.drop_path_rate`).
+    #[serde(default)]
+    pub text_drop_path_rate: Option<f64>,
     /// Upper clamp of `exp(logit_scale)` (CLIP: 100); `null` for none (UniCL).
     #[serde(default = "default_max_scale")]
     pub max_logit_scale: Option<f32>,
@@ -172,6 +180,12 @@ impl TrainConfig {
         }
         if self.keep_checkpoints == 0 {
             return bad("`keep_checkpoints` must be at least 1");
+        }
+        for (name, rate) in [("drop_path_rate", self.drop_path_rate), ("text_drop_path_rate", self.text_drop_path_rate)]
+        {
+            if rate.is_some_and(|r| !(0.0..1.0).contains(&r)) {
+                return Err(FlorenceError::Config(format!("`{name}` must be in [0, 1), got {}", rate.unwrap_or(0.0))));
+            }
         }
         if self.max_logit_scale.is_some_and(|m| m.is_nan() || m <= 0.0) {
             return bad("`max_logit_scale` must be positive");

@@ -29,6 +29,7 @@ use super::loss::unicl_loss;
 use super::step::{StepGradients, StepOptions};
 use crate::data::ContrastiveBatch;
 use crate::error::{FlorenceError, Result};
+use crate::layers::DropPathNoise;
 use crate::model::Florence;
 
 /// Sum of `parts` (one tensor per device, same shape), returned on each part's device.
@@ -140,10 +141,11 @@ pub fn data_parallel_gradients(
                     let device = frozen.devices().into_iter().next().unwrap_or_default();
                     let (mut us, mut vs) = (Vec::new(), Vec::new());
                     for c in chunks {
+                        let noise = opts.drop_path_seed.map(|s| DropPathNoise::for_rows(s, c.clone()));
                         let x = batch.images.clone().slice_dim(0, c.clone()).without_autodiff().to_device(&device);
                         let t = batch.ids.clone().slice_dim(0, c).without_autodiff().to_device(&device);
-                        us.push(frozen.encode_image(x)?);
-                        vs.push(frozen.encode_text(t)?);
+                        us.push(frozen.encode_image_with_noise(x, noise.as_ref())?);
+                        vs.push(frozen.encode_text_with_noise(t, noise.as_ref())?);
                     }
                     Ok((Tensor::cat(us, 0), Tensor::cat(vs, 0)))
                 })
@@ -187,6 +189,8 @@ pub fn data_parallel_gradients(
                     let device = model.devices().into_iter().next().unwrap_or_default();
                     let mut acc = GradientsAccumulator::<Florence>::new();
                     for c in chunks {
+                        // The same rows draw the same stochastic-depth masks as in step 1.
+                        let noise = opts.drop_path_seed.map(|s| DropPathNoise::for_rows(s, c.clone()));
                         let x = like_model(
                             model,
                             batch.images.clone().slice_dim(0, c.clone()).without_autodiff().to_device(&device),
@@ -195,8 +199,8 @@ pub fn data_parallel_gradients(
                             model,
                             batch.ids.clone().slice_dim(0, c.clone()).without_autodiff().to_device(&device),
                         );
-                        let u = model.encode_image(x)?;
-                        let v = model.encode_text(t)?;
+                        let u = model.encode_image_with_noise(x, noise.as_ref())?;
+                        let v = model.encode_text_with_noise(t, noise.as_ref())?;
                         let gu_k = gu.clone().slice_dim(0, c.clone()).detach().to_device(&device).cast(u.dtype());
                         let gv_k = gv.clone().slice_dim(0, c).detach().to_device(&device).cast(v.dtype());
                         let surrogate = (u * gu_k).sum() + (v * gv_k).sum();

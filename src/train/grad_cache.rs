@@ -19,6 +19,7 @@ use super::loss::unicl_loss;
 use super::step::{StepGradients, StepOptions};
 use crate::data::ContrastiveBatch;
 use crate::error::Result;
+use crate::layers::DropPathNoise;
 use crate::model::Florence;
 
 /// Plain backpropagation through the whole batch at once. `model` must be in training mode on
@@ -28,12 +29,24 @@ pub fn full_batch_gradients(
     batch: &ContrastiveBatch,
     max_scale: Option<f32>,
 ) -> Result<StepGradients> {
-    batch.check()?;
-    let u = model.encode_image(batch.images.clone().autodiff())?;
-    let v = model.encode_text(batch.ids.clone().autodiff())?;
-    let loss = unicl_loss(u, v, model.logit_scale.val(), &batch.labels, max_scale)?.total;
+    full_batch_gradients_with(model, batch, StepOptions { max_scale, ..Default::default() })
+}
+
+/// [`full_batch_gradients`] with every option of a step (`chunk` is ignored): the loss weight
+/// and the stochastic-depth seed.
+pub fn full_batch_gradients_with(
+    model: &Florence,
+    batch: &ContrastiveBatch,
+    opts: StepOptions,
+) -> Result<StepGradients> {
+    let n = batch.check()?;
+    let noise = opts.drop_path_seed.map(|s| DropPathNoise::for_rows(s, 0..n));
+    let u = model.encode_image_with_noise(batch.images.clone().autodiff(), noise.as_ref())?;
+    let v = model.encode_text_with_noise(batch.ids.clone().autodiff(), noise.as_ref())?;
+    let loss = unicl_loss(u, v, model.logit_scale.val(), &batch.labels, opts.max_scale)?.total;
     let value = loss.clone().into_scalar::<f32>();
-    Ok(StepGradients { loss: value, grads: GradientsParams::from_grads(loss.backward(), model) })
+    let grads = (loss * opts.loss_weight).backward();
+    Ok(StepGradients { loss: value, grads: GradientsParams::from_grads(grads, model) })
 }
 
 /// The same gradients as [`full_batch_gradients`], computed `chunk` pairs at a time: the
@@ -45,6 +58,6 @@ pub fn grad_cache_gradients(
     chunk: usize,
     max_scale: Option<f32>,
 ) -> Result<StepGradients> {
-    let opts = StepOptions { chunk: Some(chunk.max(1)), max_scale, loss_weight: 1.0 };
+    let opts = StepOptions { chunk: Some(chunk.max(1)), max_scale, ..Default::default() };
     data_parallel_gradients(std::slice::from_ref(model), batch, opts)
 }

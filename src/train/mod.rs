@@ -13,7 +13,7 @@ pub mod task;
 
 pub use crate::data::{ContrastiveBatch, label_for_text};
 pub use distributed::{all_gather, all_reduce_sum, data_parallel_gradients, shard_ranges};
-pub use grad_cache::{full_batch_gradients, grad_cache_gradients};
+pub use grad_cache::{full_batch_gradients, full_batch_gradients_with, grad_cache_gradients};
 pub use loss::{UniclLoss, unicl_loss};
 pub use optimizer::{OptimizerConfig, decay_groups, decay_table};
 pub use precision::{LossScaler, cast_params, master_gradients};
@@ -21,5 +21,5 @@ pub use step::{StepGradients, StepOptions};
 pub mod trainer;
 
 pub use config::{EvalSpec, Precision, TrainConfig};
-pub use task::{Task, UniclTask};
+pub use task::{BatchContext, Task, UniclTask};
 pub use trainer::{TrainState, TrainSummary, Trainer, canonical_param_ids, latest_checkpoint, unicl_task};

@@ -12,11 +12,15 @@ pub struct StepOptions {
     pub max_scale: Option<f32>,
     /// The loss is multiplied by this before differentiation (1 / accumulation steps).
     pub loss_weight: f32,
+    /// The step's seed for stochastic depth (`None`: no drop path, whatever the model's
+    /// rates). Row `i` of the batch draws the same masks in every sub-batch and replica, in the
+    /// gradient cache's first and second forward, and after a resume.
+    pub drop_path_seed: Option<u64>,
 }
 
 impl Default for StepOptions {
     fn default() -> Self {
-        Self { chunk: None, max_scale: None, loss_weight: 1.0 }
+        Self { chunk: None, max_scale: None, loss_weight: 1.0, drop_path_seed: None }
     }
 }
 

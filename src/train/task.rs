@@ -28,6 +28,29 @@ use crate::preprocess::Preprocessor;
 use crate::progress::Progress;
 use crate::zeroshot::Templates;
 
+/// What the trainer tells a task about the batch it differentiates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchContext {
+    /// Multiply the loss by this before differentiation (1 / accumulation, times the f16 loss
+    /// scale).
+    pub loss_weight: f32,
+    /// The batch's index in the stream (the same batch has the same index after a resume).
+    pub index: u64,
+    /// The seed of the batch's random draws inside the model (stochastic depth): a pure
+    /// function of the run's seed and `index`, so a resumed run draws what an uninterrupted one
+    /// would have.
+    pub seed: u64,
+}
+
+impl BatchContext {
+    /// The context of batch `index` of a run seeded with `run_seed`.
+    pub fn new(run_seed: u64, index: u64, loss_weight: f32) -> Self {
+        /// Separates these draws from the data pipeline's, which derive from the same run seed.
+        const MODEL_NOISE: u64 = 0x006e_6f69_7365; // "noise"
+        Self { loss_weight, index, seed: crate::rng::derive_seed(run_seed, &[MODEL_NOISE, index]) }
+    }
+}
+
 /// A trainable task (see the module docs).
 pub trait Task: Send + Sync + 'static {
     /// The model: a Burn module.
@@ -68,9 +91,10 @@ pub trait Task: Send + Sync + 'static {
     }
 
     /// The loss of `batch` and the parameter gradients, over `replicas` (one per device, the
-    /// same weights; the first is the one optimised), with the loss multiplied by `loss_weight`
-    /// before differentiation (accumulation and loss scaling).
-    fn gradients(&self, replicas: &[Self::Model], batch: &Self::Batch, loss_weight: f32) -> Result<StepGradients>;
+    /// same weights; the first is the one optimised), with the loss multiplied by
+    /// `ctx.loss_weight` before differentiation (accumulation and loss scaling) and the model's
+    /// random draws (stochastic depth) seeded by `ctx.seed`.
+    fn gradients(&self, replicas: &[Self::Model], batch: &Self::Batch, ctx: BatchContext) -> Result<StepGradients>;
 
     /// A number the metrics log records every step (UniCL: the temperature `exp(logit_scale)`).
     fn scale(&self, model: &Self::Model) -> Option<f32> {
@@ -165,12 +189,17 @@ impl Task for UniclTask {
         2
     }
 
-    fn gradients(&self, replicas: &[Florence], batch: &HostBatch, loss_weight: f32) -> Result<StepGradients> {
+    fn gradients(&self, replicas: &[Florence], batch: &HostBatch, ctx: BatchContext) -> Result<StepGradients> {
         let device = replicas.first().map(|m| m.logit_scale.val().device().without_autodiff());
         let Some(device) = device else {
             return Err(crate::FlorenceError::Input("training needs at least one device".into()));
         };
-        let opts = StepOptions { chunk: self.grad_cache_chunk, max_scale: self.max_logit_scale, loss_weight };
+        let opts = StepOptions {
+            chunk: self.grad_cache_chunk,
+            max_scale: self.max_logit_scale,
+            loss_weight: ctx.loss_weight,
+            drop_path_seed: Some(ctx.seed),
+        };
         data_parallel_gradients(replicas, &batch.to_device(&device), opts)
     }
 

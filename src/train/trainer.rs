@@ -31,7 +31,7 @@ use super::config::{Precision, TrainConfig};
 use super::metrics::{MetricsLine, MetricsLog, plot_metrics, read_metrics};
 use super::optimizer::OptimizerConfig;
 use super::precision::{LossScaler, cast_params, master_gradients};
-use super::task::{Task, UniclTask};
+use super::task::{BatchContext, Task, UniclTask};
 use crate::config::FlorenceConfig;
 use crate::data::{BatchSource, Dataset, Loader};
 use crate::error::{FlorenceError, Result};
@@ -148,11 +148,17 @@ pub fn unicl_task(cfg: &TrainConfig, base: &Path) -> Result<UniclTask> {
         return Err(FlorenceError::Config("`data` needs at least one source".into()));
     }
     let at = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
-    let model_config = if at(Path::new(&cfg.model)).is_file() {
+    let mut model_config = if at(Path::new(&cfg.model)).is_file() {
         FlorenceConfig::load(at(Path::new(&cfg.model)))?
     } else {
         FlorenceConfig::preset(&cfg.model)?
     };
+    if let Some(rate) = cfg.drop_path_rate {
+        model_config.image.drop_path_rate = rate;
+    }
+    if let Some(rate) = cfg.text_drop_path_rate {
+        model_config.text.drop_path_rate = rate;
+    }
     let tokenizer = match &cfg.tokenizer {
         Some(p) => Tokenizer::from_file(at(p))?,
         None => Tokenizer::clip()?,
@@ -380,7 +386,8 @@ impl<T: Task> Trainer<T> {
             let loss_scale = self.scaler.map_or(1.0, |s| s.scale);
             let (mut loss_sum, mut batches, mut step_pairs, mut step_skipped) = (0f32, 0usize, 0u64, 0usize);
             let mut first_skip = None;
-            for _ in 0..accum {
+            for k in 0..accum {
+                let index = (self.step * accum + k) as u64;
                 let batch = loader.next_batch()?;
                 let (usable, skipped) = self.task.batch_examples(&batch);
                 step_skipped += skipped.len();
@@ -391,7 +398,8 @@ impl<T: Task> Trainer<T> {
                 if usable < self.task.min_batch().max(1) {
                     continue; // too few readable files to train on (UniCL: nothing to contrast)
                 }
-                let g = self.task.gradients(&replicas, &batch, loss_scale / accum as f32)?;
+                let ctx = BatchContext::new(self.cfg.seed, index, loss_scale / accum as f32);
+                let g = self.task.gradients(&replicas, &batch, ctx)?;
                 loss_sum += g.loss;
                 batches += 1;
                 step_pairs += usable as u64;
