@@ -5,7 +5,7 @@ use burn::module::Param;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 
-use super::geometry::{clamped_relative_position_index, relative_position_index, relative_table_size};
+use super::geometry::{clamped_relative_position_index, relative_position_index, relative_table_size, window_len};
 use super::layout::IndexSlice;
 use crate::attention::{AttentionKind, combined_bias, window_attention};
 
@@ -34,7 +34,7 @@ pub struct WindowAttention {
 impl WindowAttention {
     /// Builds the module for width `dim`, `heads` heads and a `window` of rank 2 or 3.
     pub fn new(dim: usize, heads: usize, window: &[usize], qkv_bias: bool, device: &Device) -> Self {
-        let table = Initializer::Normal { mean: 0.0, std: 0.02 }.init([table_rows(window), heads], device);
+        let table = Initializer::Normal { mean: 0.0, std: 0.02 }.init([relative_table_size(window), heads], device);
         let index = index_for(window, window, IndexSlice::Geometric);
         let n = index.len();
         Self {
@@ -56,7 +56,7 @@ impl WindowAttention {
 
     /// Tokens per window, `prod(w_i)`.
     pub fn window_len(&self) -> usize {
-        self.window.iter().product()
+        window_len(&self.window)
     }
 
     /// The bias added to every window's scores: `[heads, N, N]`,
@@ -73,7 +73,7 @@ impl WindowAttention {
             return self.relative_position_bias();
         }
         let index = index_for(&self.window, used, slice);
-        let n = window_len_of(used);
+        let n = window_len(used);
         let device = self.relative_position_index.device();
         let index = Tensor::from_data(TensorData::new(index, [n * n]), &device);
         gather_bias(&self.relative_position_bias_table, index, n, self.num_heads)
@@ -99,18 +99,6 @@ impl WindowAttention {
 
 fn gather_bias(table: &Param<Tensor<2>>, index: Tensor<1, Int>, n: usize, heads: usize) -> Tensor<3> {
     table.val().select(0, index).reshape([n, n, heads]).permute([2, 0, 1])
-}
-
-fn window_len_of(window: &[usize]) -> usize {
-    window.iter().product()
-}
-
-fn table_rows(window: &[usize]) -> usize {
-    match *window {
-        [a, b] => relative_table_size([a, b]),
-        [a, b, c] => relative_table_size([a, b, c]),
-        _ => window.iter().map(|&w| 2 * w - 1).product(),
-    }
 }
 
 /// The flat `[N * N]` index of a `used` window into the table of `full` (equal windows: the
@@ -164,6 +152,7 @@ mod tests {
         let want: Vec<i64> = toks.iter().flat_map(|&p| toks.iter().map(move |&q| full[p * 9 + q])).collect();
         assert_eq!(got, want);
         assert_eq!(&index_for(&[3, 3], &[3, 3], IndexSlice::TopLeft), full);
-        assert_eq!(window_len_of(&[2, 3, 4]), 24);
+        assert_eq!(window_len([2, 3, 4]), 24);
+        assert_eq!(relative_table_size(vec![2, 3]), 15);
     }
 }

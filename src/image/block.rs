@@ -3,12 +3,14 @@
 //! `SwinTransformerBlock3D`). One block for 2D maps `[B, H, W, C]` and 3D maps `[B, T, H, W, C]`:
 //! the layout step ([`super::layout`]) is rank-specific, the attention, MLP and norms are shared.
 
-use burn::nn::{LayerNorm, LayerNormConfig};
+use burn::nn::LayerNorm;
 use burn::prelude::*;
+
+use crate::layers::layer_norm;
 use burn::tensor::DType;
 
 use super::attention::WindowAttention;
-use super::geometry::{num_windows, shifted_window_mask, window_len};
+use super::geometry::{num_windows, padded_size, shifted_window_mask, window_len};
 use super::layout::{BlockLayout, shifted_windows};
 use super::window::{window_partition, window_partition_3d, window_reverse, window_reverse_3d};
 use crate::layers::Activation;
@@ -61,9 +63,9 @@ impl SwinBlock {
         device: &Device,
     ) -> Self {
         Self {
-            norm1: LayerNormConfig::new(dim).with_epsilon(eps).init(device),
+            norm1: layer_norm(dim, eps, device),
             attn: WindowAttention::new(dim, heads, window, qkv_bias, device),
-            norm2: LayerNormConfig::new(dim).with_epsilon(eps).init(device),
+            norm2: layer_norm(dim, eps, device),
             mlp: Mlp::new(dim, (dim as f64 * mlp_ratio) as usize, Activation::Gelu, device),
             shift: shift.to_vec(),
             nominal_shift: nominal_shift.to_vec(),
@@ -91,18 +93,18 @@ impl SwinBlock {
         if shift.iter().all(|&s| s == 0) {
             return None;
         }
-        let padded: Vec<usize> = size.iter().zip(&window).map(|(&n, &w)| n.div_ceil(w) * w).collect();
-        let (n, nw, mask) = match (padded.as_slice(), window.as_slice(), shift.as_slice()) {
+        let (nw, mask) = match (size, window.as_slice(), shift.as_slice()) {
             (&[a, b], &[c, d], &[e, f]) => {
-                (window_len([c, d]), num_windows([a, b], [c, d]), shifted_window_mask([a, b], [c, d], [e, f]))
+                let padded = padded_size([a, b], [c, d]);
+                (num_windows(padded, [c, d]), shifted_window_mask(padded, [c, d], [e, f]))
             }
-            (&[a, b, c], &[d, e, f], &[g, h, i]) => (
-                window_len([d, e, f]),
-                num_windows([a, b, c], [d, e, f]),
-                shifted_window_mask([a, b, c], [d, e, f], [g, h, i]),
-            ),
+            (&[a, b, c], &[d, e, f], &[g, h, i]) => {
+                let padded = padded_size([a, b, c], [d, e, f]);
+                (num_windows(padded, [d, e, f]), shifted_window_mask(padded, [d, e, f], [g, h, i]))
+            }
             _ => return None,
         };
+        let n = window_len(&window);
         Some(Tensor::from_data(TensorData::new(mask, [nw, n, n]), (device, dtype)))
     }
 
@@ -119,10 +121,7 @@ impl SwinBlock {
         mask: Option<Tensor<3>>,
         noise: Option<&DropPathNoise>,
     ) -> Tensor<4> {
-        let attn = self.window_attention_2d(self.norm1.forward(x.clone()), mask);
-        let x = x + drop_path(attn, self.drop_path, noise, self.site);
-        let mlp = self.mlp.forward(self.norm2.forward(x.clone()));
-        x + drop_path(mlp, self.drop_path, noise, self.site + 1)
+        self.residual(x, |y| self.window_attention_2d(y, mask), noise)
     }
 
     /// `x: [B, T, H, W, D] -> [B, T, H, W, D]` (Video Swin); `mask` as in [`Self::forward`].
@@ -137,7 +136,18 @@ impl SwinBlock {
         mask: Option<Tensor<3>>,
         noise: Option<&DropPathNoise>,
     ) -> Tensor<5> {
-        let attn = self.window_attention_3d(self.norm1.forward(x.clone()), mask);
+        self.residual(x, |y| self.window_attention_3d(y, mask), noise)
+    }
+
+    /// The two pre-norm residual branches around `attention` (the rank-specific part):
+    /// `x + drop_path(attention(norm1(x)))`, then `x + drop_path(mlp(norm2(x)))`.
+    fn residual<const D: usize>(
+        &self,
+        x: Tensor<D>,
+        attention: impl FnOnce(Tensor<D>) -> Tensor<D>,
+        noise: Option<&DropPathNoise>,
+    ) -> Tensor<D> {
+        let attn = attention(self.norm1.forward(x.clone()));
         let x = x + drop_path(attn, self.drop_path, noise, self.site);
         let mlp = self.mlp.forward(self.norm2.forward(x.clone()));
         x + drop_path(mlp, self.drop_path, noise, self.site + 1)

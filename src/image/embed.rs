@@ -5,8 +5,10 @@
 //! https://github.com/microsoft/GLIP/blob/9dda955/maskrcnn_benchmark/modeling/backbone/swint_v2.py).
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{LayerNorm, LayerNormConfig, PaddingConfig2d};
+use burn::nn::{LayerNorm, PaddingConfig2d};
 use burn::prelude::*;
+
+use crate::layers::layer_norm;
 
 /// Conv2d + LayerNorm. Keys: `proj.{weight,bias}`, `norm.{weight,bias}`.
 #[derive(Module, Debug)]
@@ -33,7 +35,7 @@ impl ConvEmbed {
                 .with_stride([stride, stride])
                 .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
                 .init(device),
-            norm: LayerNormConfig::new(c_out).with_epsilon(eps).init(device),
+            norm: layer_norm(c_out, eps, device),
         }
     }
 

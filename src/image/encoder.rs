@@ -1,7 +1,9 @@
 //! The hierarchical image encoder (Swin or CoSwin), in one implementation.
 
-use burn::nn::{LayerNorm, LayerNormConfig};
+use burn::nn::LayerNorm;
 use burn::prelude::*;
+
+use crate::layers::layer_norm;
 
 use super::block::SwinBlock;
 use super::config::{EmbeddingKind, ImageEncoderConfig};
@@ -144,7 +146,7 @@ impl ImageEncoderConfig {
         Ok(ImageEncoder {
             patch_embed,
             layers,
-            norm: LayerNormConfig::new(self.num_features()).with_epsilon(eps).init(device),
+            norm: layer_norm(self.num_features(), eps, device),
             in_chans: self.in_chans,
             min_side,
             stem_stride: match self.embedding {
@@ -224,7 +226,7 @@ impl ImageEncoder {
             .map(|i| {
                 stages.contains(&i).then(|| {
                     let c = self.layers[i].blocks.first().map_or(0, |b| b.norm1.gamma.dims()[0]);
-                    LayerNormConfig::new(c).with_epsilon(eps).init(device)
+                    layer_norm(c, eps, device)
                 })
             })
             .collect();

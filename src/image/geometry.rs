@@ -32,9 +32,9 @@ pub fn num_windows<const R: usize>(padded: [usize; R], window: [usize; R]) -> us
     (0..R).map(|i| padded[i] / window[i]).product()
 }
 
-/// Tokens in a window: `∏ window[i]`.
-pub fn window_len<const R: usize>(window: [usize; R]) -> usize {
-    window.iter().product()
+/// Tokens in a window: `∏ window[i]` (any rank: an array, a slice or a `Vec`).
+pub fn window_len(window: impl AsRef<[usize]>) -> usize {
+    window.as_ref().iter().product()
 }
 
 /// Feature-map size after one 2x downsampling (Swin patch merging pads odd sides by one and
@@ -68,9 +68,9 @@ pub fn clamp_window((h, w): (usize, usize), window: usize) -> ((usize, usize), (
     ((wh, ww), (sh, sw))
 }
 
-/// Rows of the relative position bias table of a window: `∏ (2 wᵢ - 1)`.
-pub fn relative_table_size<const R: usize>(window: [usize; R]) -> usize {
-    window.iter().map(|&w| 2 * w - 1).product()
+/// Rows of the relative position bias table of a window: `∏ (2 wᵢ - 1)` (any rank).
+pub fn relative_table_size(window: impl AsRef<[usize]>) -> usize {
+    window.as_ref().iter().map(|&w| 2 * w - 1).product()
 }
 
 /// Coordinates of token `t` of a row-major window.

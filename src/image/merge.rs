@@ -2,7 +2,9 @@
 //! (x0 = (0,0), x1 = (1,0), x2 = (0,1), x3 = (1,1) in (row, col)), LayerNorm(4D), then a
 //! bias-free Linear(4D, 2D). Odd sides are zero-padded by one first (timm, detection variants).
 
-use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{LayerNorm, Linear, LinearConfig};
+
+use crate::layers::layer_norm;
 use burn::prelude::*;
 use burn::tensor::ops::PadMode;
 
@@ -19,7 +21,7 @@ impl PatchMerging {
     /// Merges a width-`dim` map into width `2 * dim`.
     pub fn new(dim: usize, eps: f64, device: &Device) -> Self {
         Self {
-            norm: LayerNormConfig::new(4 * dim).with_epsilon(eps).init(device),
+            norm: layer_norm(4 * dim, eps, device),
             reduction: LinearConfig::new(4 * dim, 2 * dim).with_bias(false).init(device),
         }
     }

@@ -1,7 +1,9 @@
 //! UniCL's `ResidualAttentionBlock` (pre-LN; `model/text_encoder/transformer.py`):
 //! `x + attn(ln_1(x))`, then `x + c_proj(QuickGELU(c_fc(ln_2(x))))`.
 
-use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{LayerNorm, Linear, LinearConfig};
+
+use crate::layers::layer_norm;
 use burn::prelude::*;
 
 use super::config::DropPathUnit;
@@ -54,12 +56,12 @@ impl ResidualAttentionBlock {
     pub fn new(width: usize, heads: usize, eps: f64, device: &Device) -> Self {
         Self {
             attn: MultiHeadAttention::new(width, heads, true, device),
-            ln_1: LayerNormConfig::new(width).with_epsilon(eps).init(device),
+            ln_1: layer_norm(width, eps, device),
             mlp: TextMlp {
                 c_fc: LinearConfig::new(width, 4 * width).init(device),
                 c_proj: LinearConfig::new(4 * width, width).init(device),
             },
-            ln_2: LayerNormConfig::new(width).with_epsilon(eps).init(device),
+            ln_2: layer_norm(width, eps, device),
             drop_path: 0.0,
             site: 0,
             drop_path_per: DropPathUnit::default(),

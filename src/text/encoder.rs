@@ -4,8 +4,10 @@
 //! the ids by default, or the first occurrence of a configured end-of-text id).
 
 use burn::module::Param;
-use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig};
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm};
 use burn::prelude::*;
+
+use crate::layers::layer_norm;
 use burn::tensor::DType;
 
 use super::block::ResidualAttentionBlock;
@@ -57,7 +59,7 @@ impl TextEncoderConfig {
                     block
                 })
                 .collect(),
-            ln_final: LayerNormConfig::new(self.width).with_epsilon(self.layer_norm_eps).init(device),
+            ln_final: layer_norm(self.width, self.layer_norm_eps, device),
             causal: self.causal,
             context_length: self.context_length,
             vocab_size: self.vocab_size,
