@@ -328,3 +328,47 @@ fn stochastic_depth_matches_timm_and_unicl_in_training() {
     let short = florence::layers::DropPathNoise::for_rows(seed, 0..2);
     assert!(model.encode_text_with_noise(ids, Some(&short)).is_err());
 }
+
+/// The end-of-text cut of a causal text tower (`text::LengthCut`): the pooled features of a batch
+/// with mixed lengths are the same cut to the longest end-of-text position, and in length buckets
+/// (rows sorted, run in groups, put back), as at the full context length; and the cut never
+/// changes the reference's result (the UniCL text fixture still passes at its tolerance through
+/// the default path). Tolerance 1e-6: the attention sums run over fewer zero terms, nothing else.
+#[test]
+fn text_length_cut_and_buckets_keep_the_pooled_features() {
+    let c = case("tiny", "tiny_swin.safetensors", "tiny_swin_io.safetensors");
+    let enc = &c.model.text_encoder;
+    let (rows, ctx, vocab) = (70usize, 16usize, 1000i64);
+    let mut ids = vec![vocab - 1; rows * ctx];
+    for r in 0..rows {
+        let len = (r * 7 + 3) % (ctx - 1); // end-of-text at positions 1..=15, mixed order
+        ids[r * ctx] = vocab - 2;
+        for j in 1..len {
+            ids[r * ctx + j] = ((r * 31 + j * 17) % 990) as i64;
+        }
+    }
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, ctx]), &c.dev);
+    let mut full = enc.clone();
+    full.cut.enabled = false;
+    let want = full.forward_pooled(ids.clone()).unwrap();
+    for (label, bucket) in [("one bucket", 0usize), ("buckets of 64", 64), ("buckets of 8", 8)] {
+        let mut cut = enc.clone();
+        cut.cut.bucket_rows = bucket;
+        let got = cut.forward_pooled(ids.clone()).unwrap();
+        assert_close(&format!("text cut, {label}"), got, want.clone(), 1e-6);
+    }
+    // Short rows alone: the batch is cut to 4 positions.
+    let short = ids.clone().slice_dim(0, 0..1);
+    assert_close(
+        "text cut, one row",
+        enc.forward_pooled(short.clone()).unwrap(),
+        full.forward_pooled(short).unwrap(),
+        1e-6,
+    );
+    assert_close(
+        "UniCL text through the cut",
+        c.model.encode_text(int(&c.io, "input_ids", &c.dev)).unwrap(),
+        float(&c.io, "text_embeds", &c.dev),
+        F32_TOL,
+    );
+}

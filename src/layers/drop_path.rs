@@ -56,6 +56,11 @@ impl DropPathNoise {
         Self { seed: self.seed, rows: self.rows[range].to_vec() }
     }
 
+    /// The noise of the samples `rows` of this batch, in that order (a reordered sub-batch).
+    pub fn select(&self, rows: &[usize]) -> Self {
+        Self { seed: self.seed, rows: rows.iter().map(|&r| self.rows[r]).collect() }
+    }
+
     /// The number of samples.
     pub fn len(&self) -> usize {
         self.rows.len()

@@ -7,5 +7,5 @@ pub mod encoder;
 pub mod tokenizer;
 
 pub use config::{DropPathUnit, TextEncoderConfig, TextPooling};
-pub use encoder::TextEncoder;
+pub use encoder::{LengthCut, TextEncoder, length_buckets};
 pub use tokenizer::{Padding, Tokenizer};
