@@ -86,12 +86,14 @@ fn input<const D: usize>(path: &str, key: &str, device: &Device) -> anyhow::Resu
     anyhow::ensure!(shape.len() == D, "`{key}` has rank {}, not {D}", shape.len());
     let _ = device;
     Ok(match t.dtype() {
-        safetensors::Dtype::F32 => {
-            TensorData::new(t.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(), shape)
-        }
-        safetensors::Dtype::I64 => {
-            TensorData::new(t.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect(), shape)
-        }
+        safetensors::Dtype::F32 => TensorData::new(
+            t.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+            shape,
+        ),
+        safetensors::Dtype::I64 => TensorData::new(
+            t.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect(),
+            shape,
+        ),
         other => anyhow::bail!("`{key}`: unsupported dtype {other:?}"),
     })
 }
@@ -148,7 +150,14 @@ fn main() -> anyhow::Result<()> {
             let tokenizer = florence::text::Tokenizer::clip()?.with_context_length(config.text.context_length);
             let labels: Vec<String> = imagenet_classes().into_iter().take(a.classes).collect();
             time(a.warmup, a.iters, || {
-                let c = ZeroShotClassifier::build(&model, &tokenizer, &labels, &Templates::Simple, 256, &mut florence::progress::Silent)?;
+                let c = ZeroShotClassifier::build(
+                    &model,
+                    &tokenizer,
+                    &labels,
+                    &Templates::Simple,
+                    256,
+                    &mut florence::progress::Silent,
+                )?;
                 c.embeddings().clone().into_data();
                 Ok(())
             })?
