@@ -333,10 +333,14 @@ fn stochastic_depth_matches_timm_and_unicl_in_training() {
 /// with mixed lengths are the same cut to the longest end-of-text position, and in length buckets
 /// (rows sorted, run in groups, put back), as at the full context length; and the cut never
 /// changes the reference's result (the UniCL text fixture still passes at its tolerance through
-/// the default path). Tolerance 1e-6: the attention sums run over fewer zero terms, nothing else.
+/// the default path). Tolerance: on flex 1e-6 (the attention sums run over fewer zero terms,
+/// nothing else; observed 0 to 2.4e-7); on the CubeCL backends 1e-5, because their matmul kernels
+/// tile by shape, so a shorter sequence also reorders the f32 sums (1.3e-6 seen on lavapipe, about
+/// 10 ulp of the pooled values).
 #[test]
 fn text_length_cut_and_buckets_keep_the_pooled_features() {
     let c = case("tiny", "tiny_swin.safetensors", "tiny_swin_io.safetensors");
+    let tol = if format!("{:?}", c.dev).contains("Flex") { 1e-6 } else { 1e-5 };
     let enc = &c.model.text_encoder;
     let (rows, ctx, vocab) = (70usize, 16usize, 1000i64);
     let mut ids = vec![vocab - 1; rows * ctx];
@@ -355,7 +359,7 @@ fn text_length_cut_and_buckets_keep_the_pooled_features() {
         let mut cut = enc.clone();
         cut.cut.bucket_rows = bucket;
         let got = cut.forward_pooled(ids.clone()).unwrap();
-        assert_close(&format!("text cut, {label}"), got, want.clone(), 1e-6);
+        assert_close(&format!("text cut, {label}"), got, want.clone(), tol);
     }
     // Short rows alone: the batch is cut to 4 positions.
     let short = ids.clone().slice_dim(0, 0..1);
@@ -363,7 +367,7 @@ fn text_length_cut_and_buckets_keep_the_pooled_features() {
         "text cut, one row",
         enc.forward_pooled(short.clone()).unwrap(),
         full.forward_pooled(short).unwrap(),
-        1e-6,
+        tol,
     );
     assert_close(
         "UniCL text through the cut",
