@@ -78,13 +78,12 @@ fn peak_rss_mib() -> Option<f64> {
     Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
 }
 
-fn input<const D: usize>(path: &str, key: &str, device: &Device) -> anyhow::Result<TensorData> {
+fn input<const D: usize>(path: &str, key: &str) -> anyhow::Result<TensorData> {
     let bytes = std::fs::read(path)?;
     let st = safetensors::SafeTensors::deserialize(&bytes)?;
     let t = st.tensor(key)?;
     let shape = t.shape().to_vec();
     anyhow::ensure!(shape.len() == D, "`{key}` has rank {}, not {D}", shape.len());
-    let _ = device;
     Ok(match t.dtype() {
         safetensors::Dtype::F32 => TensorData::new(
             t.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
@@ -128,7 +127,7 @@ fn main() -> anyhow::Result<()> {
     let times = match a.row.as_str() {
         "image" => {
             let model = load(&device)?;
-            let images = Tensor::<4>::from_data(input::<4>(inputs()?, "images", &device)?, &device);
+            let images = Tensor::<4>::from_data(input::<4>(inputs()?, "images")?, &device);
             let images = images.slice_dim(0, 0..a.batch);
             time(a.warmup, a.iters, || {
                 model.encode_image(images.clone())?.into_data();
@@ -138,7 +137,7 @@ fn main() -> anyhow::Result<()> {
         "text" => {
             let mut model = load(&device)?;
             model.text_encoder.cut.enabled = a.cut;
-            let ids = Tensor::<2, Int>::from_data(input::<2>(inputs()?, &a.ids, &device)?, &device);
+            let ids = Tensor::<2, Int>::from_data(input::<2>(inputs()?, &a.ids)?, &device);
             time(a.warmup, a.iters, || {
                 model.encode_text(ids.clone())?.into_data();
                 Ok(())
@@ -174,8 +173,8 @@ fn main() -> anyhow::Result<()> {
         "train" => {
             let plain = device.clone();
             let model = florence::train::canonical_param_ids(config.init(&plain.clone().autodiff())?).train();
-            let images = Tensor::<4>::from_data(input::<4>(inputs()?, "train_images", &plain)?, &plain);
-            let ids = Tensor::<2, Int>::from_data(input::<2>(inputs()?, &a.ids, &plain)?, &plain);
+            let images = Tensor::<4>::from_data(input::<4>(inputs()?, "train_images")?, &plain);
+            let ids = Tensor::<2, Int>::from_data(input::<2>(inputs()?, &a.ids)?, &plain);
             let n = images.dims()[0];
             let ids = ids.slice_dim(0, 0..n);
             let data = ContrastiveBatch { images, ids, labels: (0..n as u64).collect() };

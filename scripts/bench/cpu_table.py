@@ -46,6 +46,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts" / "reference"))
 from unicl_reference import UniCLReference, randomize_, unicl_state_dict  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "scripts" / "bench"))
+from bench_towers import median_time  # noqa: E402
+
 TEXT = dict(vocab_size=49408, context_length=77, width=512, heads=8, layers=12, causal=True)
 SWIN_T = dict(image_size=224, patch_size=4, embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
               window_size=7, mlp_ratio=4.0, embedding="patch")
@@ -68,17 +71,6 @@ def token_rows(n, ctx, lengths, vocab=49408, seed=3):
         ids[r, 0] = vocab - 2
         ids[r, 1:1 + k] = torch.randint(0, vocab - 2, (k,), generator=g)
     return ids
-
-
-def median_time(fn, iters, warmup=1):
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(iters):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
 
 
 def florence(binary, threads, row, *args):
@@ -186,7 +178,7 @@ def main():
                     for b in (8, 32):
                         x = inputs["images"][:b]
                         alternate(f"encode_image {preset} batch {b}",
-                                  lambda: median_time(lambda: models[preset].encode_image(x), a.iters),
+                                  lambda: median_time(lambda: models[preset].encode_image(x), a.iters, warmup=1),
                                   lambda: florence(binary, a.threads, "image", "--preset", preset, "--weights",
                                                    d / f"{preset}.safetensors", "--inputs", inp, "--batch", b,
                                                    "--iters", a.iters)["median_s"])
@@ -194,7 +186,7 @@ def main():
             if "text" in rows:
                 for key, what in (("ids_short", "prompts of 5-20 tokens"), ("ids_full", "77-token rows")):
                     ids = {"input_ids": inputs[key]}
-                    t_torch = lambda: median_time(lambda: m.encode_text(ids), a.iters)  # noqa: E731
+                    t_torch = lambda: median_time(lambda: m.encode_text(ids), a.iters, warmup=1)  # noqa: E731
                     for cut in (False, True):
                         flags = [] if cut else ["--no-cut"]
                         alternate(f"encode_text batch 64, {what}, {'default' if cut else 'same work'}", t_torch,
@@ -259,7 +251,7 @@ def main():
 
                 f_inputs = d / f"train-{preset}.safetensors"
                 save_file({"train_images": x.contiguous(), "ids": ids["input_ids"].contiguous()}, f_inputs)
-                alternate(f"train step {preset}, batch {x.shape[0]}", lambda: median_time(step, iters),
+                alternate(f"train step {preset}, batch {x.shape[0]}", lambda: median_time(step, iters, warmup=1),
                           lambda: florence(binary, a.threads, "train", "--preset", preset, "--inputs", f_inputs,
                                            "--ids", "ids", "--iters", iters)["median_s"])
     if a.json:
