@@ -17,6 +17,7 @@
 // Training, its data pipeline, the evaluation probes and the synthetic dataset are behind the
 // `train` feature (in the default set); without it the library is inference-only and its tree
 // has no autodiff backend (`cargo tree -i burn-autodiff --no-default-features --features flex`).
+pub mod activation;
 pub mod attention;
 pub mod checkpoint;
 pub mod config;

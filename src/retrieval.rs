@@ -11,7 +11,7 @@ use burn::prelude::*;
 use crate::error::{FlorenceError, Result};
 use crate::matrix_file;
 use crate::model::Florence;
-use crate::ops::to_vec_f32 as host;
+use crate::ops::{par_map, to_vec_f32 as host};
 use crate::preprocess::{DecodeOptions, Preprocessor, decode_image_file};
 use crate::progress::Progress;
 use crate::text::tokenizer::Tokenizer;
@@ -58,8 +58,11 @@ impl ImageIndex {
         for chunk in paths.chunks(batch_size.max(1)) {
             let mut images = Vec::with_capacity(chunk.len());
             let mut kept = Vec::with_capacity(chunk.len());
-            for p in chunk {
-                match decode_image_file(p, decode) {
+            // Decoded and preprocessed in parallel (all cores), one batch at a time.
+            let per_file =
+                par_map(chunk, 0, |p| decode_image_file(p, decode).and_then(|img| preprocessor.try_preprocess(&img)));
+            for (p, r) in chunk.iter().zip(per_file) {
+                match r {
                     Ok(img) => {
                         images.push(img);
                         kept.push(p.clone());
@@ -71,7 +74,7 @@ impl ImageIndex {
                 }
             }
             if !images.is_empty() {
-                let batch = preprocessor.batch(&images, &device)?;
+                let batch = preprocessor.stack(images, &device)?;
                 index.embeddings.extend(host(model.encode_image(batch)?)?);
                 index.paths.extend(kept);
             }

@@ -2,7 +2,9 @@
 
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, gelu_approximate, sigmoid};
+use burn::tensor::activation::gelu_approximate;
+
+use crate::activation::gelu;
 
 /// The MLP's nonlinearity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -28,10 +30,7 @@ impl Activation {
     }
 }
 
-/// CLIP's QuickGELU, `x * sigmoid(1.702 x)` (UniCL `QuickGELU`).
-pub fn quick_gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    x.clone() * sigmoid(x.mul_scalar(1.702))
-}
+pub use crate::activation::quick_gelu;
 
 /// `fc2(act(fc1(x)))`. Keys `fc1.*`, `fc2.*` (timm's `Mlp`).
 #[derive(Module, Debug)]

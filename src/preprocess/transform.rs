@@ -91,9 +91,43 @@ impl Preprocessor {
             return Err(FlorenceError::Input("an image batch needs at least one image file".into()));
         }
         // All cores; the first file (in order) that fails is the error.
-        let per_image = par_map(paths, 0, |p| Ok(self.preprocess(&decode_image_file(p, &self.decode)?)))
+        let per_image = par_map(paths, 0, |p| self.try_preprocess(&decode_image_file(p, &self.decode)?))
             .into_iter()
             .collect::<Result<Vec<_>>>()?;
+        Ok(self.to_tensor(per_image, device))
+    }
+
+    /// Decodes and preprocesses each file in parallel (all cores), one result per file in the
+    /// order given, so that a caller can skip and count the files that fail. Each `Ok` holds the
+    /// `3 * S * S` values of one image; [`stack`](Self::stack) makes them a batch.
+    pub fn preprocess_files(&self, paths: &[PathBuf]) -> Vec<Result<Vec<f32>>> {
+        par_map(paths, 0, |p| self.try_preprocess(&decode_image_file(p, &self.decode)?))
+    }
+
+    /// [`preprocess`](Self::preprocess), failing (instead of producing nothing useful) on an
+    /// image with no pixels.
+    pub fn try_preprocess(&self, img: &RgbImage) -> Result<Vec<f32>> {
+        if img.width() == 0 || img.height() == 0 {
+            let (w, h) = img.dimensions();
+            return Err(FlorenceError::Input(format!("the image is {w}x{h}: it has no pixels")));
+        }
+        Ok(self.preprocess(img))
+    }
+
+    /// A batch `[B, 3, S, S]` from images preprocessed by this preprocessor
+    /// ([`preprocess_files`](Self::preprocess_files)). Fails on an empty list or an image of
+    /// another size.
+    pub fn stack(&self, per_image: Vec<Vec<f32>>, device: &Device) -> Result<Tensor<4>> {
+        let s = self.size();
+        if per_image.is_empty() {
+            return Err(FlorenceError::Input("an image batch needs at least one image".into()));
+        }
+        if let Some(i) = per_image.iter().position(|v| v.len() != 3 * s * s) {
+            return Err(FlorenceError::Input(format!(
+                "image {i} of the batch has {} values, not 3 x {s} x {s}: it was not made by this preprocessor",
+                per_image[i].len()
+            )));
+        }
         Ok(self.to_tensor(per_image, device))
     }
 

@@ -26,7 +26,11 @@ pub fn load_fixture(name: &str) -> BTreeMap<String, TensorData> {
         .collect()
 }
 
+/// The test device. Also forces florence's fast activation kernels, which a debug build would
+/// otherwise leave to Burn's (`florence::activation::Kernels::Auto`), so that every suite that
+/// takes its device from here checks the path release builds run.
 pub fn device() -> Device {
+    florence::activation::set_kernels(florence::activation::Kernels::Fast);
     florence::device::default_device().expect("a backend")
 }
 

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use florence::preprocess::decode_image_file;
 use florence::progress::Progress;
 use florence::zeroshot::{Templates, ZeroShotClassifier, imagenet_classes, parse_label_list};
 
@@ -73,15 +72,16 @@ pub fn run(a: Args) -> Result<ExitCode> {
         eprintln!("saved the classifier ({} labels) to {}", classifier.labels().len(), p.display());
     }
 
-    // Decode everything first so one bad file does not stop the batch; it is reported instead.
+    // One batch at a time, decoded and preprocessed in parallel; a file that fails is reported
+    // and counted, and the rest of its batch goes on.
     let mut results = Vec::new();
     let mut failed = 0;
     bar.start("classify", a.image.len());
     for chunk in a.image.chunks(a.model.batch_size.max(1)) {
         let mut ok = Vec::new();
         let mut imgs = Vec::new();
-        for p in chunk {
-            match decode_image_file(p, &m.decode) {
+        for (p, r) in chunk.iter().zip(m.preprocessor.preprocess_files(chunk)) {
+            match r {
                 Ok(img) => {
                     ok.push(p.clone());
                     imgs.push(img);
@@ -94,7 +94,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             }
         }
         if !imgs.is_empty() {
-            let batch = m.preprocessor.batch(&imgs, &m.device)?;
+            let batch = m.preprocessor.stack(imgs, &m.device)?;
             for (p, preds) in ok.iter().zip(classifier.classify(&m.model, batch, a.top_k)?) {
                 results.push(serde_json::json!({"image": p, "predictions": preds}));
             }

@@ -127,8 +127,8 @@ pub fn load(a: &ModelArgs) -> Result<Loaded> {
         }
     }
     .with_context_length(config.text.context_length);
-    let preprocessor = Preprocessor::new(config.preprocess())?;
     let decode = DecodeOptions { apply_exif_orientation: a.exif, ..DecodeOptions::default() };
+    let preprocessor = Preprocessor::new(config.preprocess())?.with_decode_options(decode.clone());
     Ok(Loaded { model, device, tokenizer, preprocessor, decode })
 }
 

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use florence::ops::to_vec_f32 as host;
-use florence::preprocess::decode_image_file;
 
 use crate::common::{ModelArgs, load};
 
@@ -39,9 +38,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let m = load(&a.model)?;
     let mut image_embeddings = Vec::new();
     for chunk in a.image.chunks(a.model.batch_size.max(1)) {
-        let imgs = chunk.iter().map(|p| decode_image_file(p, &m.decode)).collect::<Result<Vec<_>, _>>()?;
-        let e = m.model.encode_image(m.preprocessor.batch(&imgs, &m.device)?)?;
-        image_embeddings.extend(rows(host(e)?, imgs.len()));
+        // Decoded and preprocessed in parallel, one batch at a time (never the whole list).
+        let e = m.model.encode_image(m.preprocessor.load_batch(chunk, &m.device)?)?;
+        image_embeddings.extend(rows(host(e)?, chunk.len()));
     }
     let mut text_embeddings = Vec::new();
     for chunk in a.text.chunks(a.model.batch_size.max(1)) {

@@ -1,0 +1,84 @@
+//! The backend extension: GELU and QuickGELU, forward and backward, as single backend operations.
+//!
+//! `#[backend_extension]` (Burn 0.22.1, `burn-backend-extension`) generates the `Dispatch`
+//! routing. Only two backends are listed, and [`super::fast_path`] sends nothing else here:
+//! - `Flex`: one pass of [`super::math`] over the f32 storage (vectorised, multi-threaded), in
+//!   place when the input is uniquely owned and contiguous;
+//! - `Autodiff`: [`super::autodiff`], whose backward calls the `*_backward` operations.
+//!
+//! CubeCL backends keep Burn's `gelu` (fused with its neighbours by the fusion compiler) and
+//! LibTorch its own kernels.
+
+// The backward operations are called by the autodiff node only (feature `train`).
+#![cfg_attr(not(feature = "train"), allow(dead_code))]
+
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, backend_extension};
+
+/// The activations as backend operations. Shapes: `x`, `dy` and every output have one shape.
+#[backend_extension(Flex: cfg(feature = "flex"), Autodiff: cfg(feature = "train"))]
+pub trait ActivationKernelOps: Backend {
+    /// Exact GELU, `x Φ(x)`.
+    fn fast_gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `dy * GELU'(x)`.
+    fn fast_gelu_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// QuickGELU, `x sigmoid(1.702 x)`.
+    fn fast_quick_gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `dy * QuickGELU'(x)`.
+    fn fast_quick_gelu_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+#[cfg(feature = "flex")]
+mod flex {
+    use burn::backend::flex::FlexTensor;
+    use burn::backend::{DType, TensorMetadata};
+
+    use super::super::math;
+    use super::ActivationKernelOps;
+
+    /// `f` (a function item, so that it is inlined into the vectorised loops) over an f32 tensor: in place if it is uniquely owned, contiguous and at offset 0, into
+    /// a new contiguous tensor otherwise.
+    fn unary<F: Fn(f32) -> f32 + Sync + Copy>(mut x: FlexTensor, f: F) -> FlexTensor {
+        assert_eq!(x.dtype(), DType::F32, "the fast activations run on f32 only (checked by the caller)");
+        let n = x.layout().num_elements();
+        if x.is_unique() && x.layout().is_contiguous() && x.layout().start_offset() == 0 {
+            math::map_in_place(&mut x.storage_mut::<f32>()[..n], f);
+            return x;
+        }
+        let x = if x.as_slice::<f32>().is_some() { x } else { x.to_contiguous() };
+        let mut out = FlexTensor::empty(x.shape(), DType::F32);
+        math::map(x.as_slice::<f32>().expect("contiguous"), out.storage_mut::<f32>(), f);
+        out
+    }
+
+    /// `f(x, dy)` elementwise into a new contiguous tensor.
+    fn binary<F: Fn(f32, f32) -> f32 + Sync + Copy>(x: FlexTensor, dy: FlexTensor, f: F) -> FlexTensor {
+        assert!(x.dtype() == DType::F32 && dy.dtype() == DType::F32, "the fast activations run on f32 only");
+        assert_eq!(x.shape(), dy.shape(), "activation backward: x and dy differ in shape");
+        let x = if x.as_slice::<f32>().is_some() { x } else { x.to_contiguous() };
+        let dy = if dy.as_slice::<f32>().is_some() { dy } else { dy.to_contiguous() };
+        let mut out = FlexTensor::empty(x.shape(), DType::F32);
+        math::zip_map(
+            x.as_slice::<f32>().expect("contiguous"),
+            dy.as_slice::<f32>().expect("contiguous"),
+            out.storage_mut::<f32>(),
+            f,
+        );
+        out
+    }
+
+    impl ActivationKernelOps for burn::backend::Flex {
+        fn fast_gelu(x: FlexTensor) -> FlexTensor {
+            unary(x, math::gelu)
+        }
+        fn fast_gelu_backward(x: FlexTensor, dy: FlexTensor) -> FlexTensor {
+            binary(x, dy, math::gelu_backward)
+        }
+        fn fast_quick_gelu(x: FlexTensor) -> FlexTensor {
+            unary(x, math::quick_gelu)
+        }
+        fn fast_quick_gelu_backward(x: FlexTensor, dy: FlexTensor) -> FlexTensor {
+            binary(x, dy, math::quick_gelu_backward)
+        }
+    }
+}
