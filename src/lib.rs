@@ -32,6 +32,7 @@ pub mod hub;
 pub mod image;
 pub mod layers;
 pub mod limits;
+pub mod linear;
 mod matrix_file;
 pub mod model;
 pub mod ops;

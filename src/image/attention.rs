@@ -8,6 +8,7 @@ use burn::prelude::*;
 use super::geometry::{clamped_relative_position_index, relative_position_index, relative_table_size, window_len};
 use super::layout::IndexSlice;
 use crate::attention::{AttentionKind, combined_bias, window_attention};
+use crate::linear;
 
 /// Attention inside windows. Field names follow the checkpoint keys (`attn.qkv`, `attn.proj`,
 /// `attn.relative_position_bias_table`).
@@ -93,7 +94,10 @@ impl WindowAttention {
         let d = x.dims()[2];
         let scale = ((d / self.num_heads) as f64).powf(-0.5);
         let bias = combined_bias(bias, mask);
-        self.proj.forward(window_attention(self.qkv.forward(x), bias, self.num_heads, scale, self.attention))
+        linear::forward(
+            &self.proj,
+            window_attention(linear::forward(&self.qkv, x), bias, self.num_heads, scale, self.attention),
+        )
     }
 }
 

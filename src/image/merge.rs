@@ -5,6 +5,7 @@
 use burn::nn::{LayerNorm, Linear, LinearConfig};
 
 use crate::layers::layer_norm;
+use crate::linear;
 use burn::prelude::*;
 use burn::tensor::ops::PadMode;
 
@@ -34,6 +35,6 @@ impl PatchMerging {
         // timm: reshape(B, H/2, 2, W/2, 2, C).permute(0, 1, 3, 4, 2, 5): (col-sub, row-sub) order
         // is exactly x0, x1, x2, x3.
         let x = x.reshape([b, h2, 2, w2, 2, c]).permute([0, 1, 3, 4, 2, 5]).reshape([b, h2, w2, 4 * c]);
-        self.reduction.forward(self.norm.forward(x))
+        linear::forward(&self.reduction, self.norm.forward(x))
     }
 }

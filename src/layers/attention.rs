@@ -13,6 +13,7 @@ use burn::prelude::*;
 use burn::tensor::DType;
 use burn::tensor::activation::softmax;
 
+use crate::linear;
 use crate::ops::{merge_heads, split_qkv};
 
 /// Multi-head attention. Field names follow `nn.MultiheadAttention`'s keys (the loader maps the
@@ -64,7 +65,7 @@ impl MultiHeadAttention {
     /// (e.g. [`causal_mask`] `[1, 1, L, L]`) -> `[B, L, E]`.
     pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4>>) -> Tensor<3> {
         let (q, k, v) = self.project(x.clone(), x, true);
-        self.out_proj.forward(merge_heads(Self::attend(q, k, v, mask).0))
+        linear::forward(&self.out_proj, merge_heads(Self::attend(q, k, v, mask).0))
     }
 
     /// Cross-attention: `query: [B, Lq, E]`, `key_value: [B, Lk, kdim]`, `mask` additive and
@@ -84,7 +85,7 @@ impl MultiHeadAttention {
     ) -> (Tensor<3>, Tensor<3>) {
         let (q, k, v) = self.project(query, key_value, false);
         let (out, probs) = Self::attend(q, k, v, mask);
-        (self.out_proj.forward(merge_heads(out)), probs.mean_dim(1).squeeze_dim::<3>(1))
+        (linear::forward(&self.out_proj, merge_heads(out)), probs.mean_dim(1).squeeze_dim::<3>(1))
     }
 
     /// `[B, heads, L, d]` queries, keys and values. `same` marks self-attention, where the
@@ -93,7 +94,7 @@ impl MultiHeadAttention {
         let h = self.num_heads;
         if let Some(in_proj) = &self.in_proj {
             if same {
-                let [q, k, v] = split_qkv(in_proj.forward(query), h);
+                let [q, k, v] = split_qkv(linear::forward(in_proj, query), h);
                 return (q, k, v);
             }
             let e = self.out_proj.weight.dims()[0];
@@ -113,7 +114,7 @@ impl MultiHeadAttention {
         // `new` and `separate` build one of the two layouts; a module with neither cannot be
         // constructed through them.
         let lin = |l: &Option<Linear>, x: Tensor<3>| match l {
-            Some(l) => l.forward(x),
+            Some(l) => linear::forward(l, x),
             None => x,
         };
         let q = lin(&self.q_proj, query);

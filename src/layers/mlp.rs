@@ -5,6 +5,7 @@ use burn::prelude::*;
 use burn::tensor::activation::gelu_approximate;
 
 use crate::activation::gelu;
+use crate::linear;
 
 /// The MLP's nonlinearity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -52,7 +53,7 @@ impl Mlp {
 
     /// `[..., D] -> [..., D]`.
     pub fn forward<const R: usize>(&self, x: Tensor<R>) -> Tensor<R> {
-        self.fc2.forward(self.act.forward(self.fc1.forward(x)))
+        linear::forward(&self.fc2, self.act.forward(linear::forward(&self.fc1, x)))
     }
 }
 

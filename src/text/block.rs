@@ -10,6 +10,7 @@ use super::config::DropPathUnit;
 use crate::layers::drop_path::{DropPathNoise, drop_path_along};
 pub use crate::layers::mlp::quick_gelu;
 use crate::layers::{Activation, MultiHeadAttention};
+use crate::linear;
 
 /// `c_proj(QuickGELU(c_fc(x)))`. Keys `mlp.c_fc.*`, `mlp.c_proj.*` (the shared
 /// [`crate::layers::Mlp`] computes the same with timm's `fc1`/`fc2` names).
@@ -24,7 +25,7 @@ pub struct TextMlp {
 impl TextMlp {
     /// `[B, L, W] -> [B, L, W]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.c_proj.forward(Activation::QuickGelu.forward(self.c_fc.forward(x)))
+        linear::forward(&self.c_proj, Activation::QuickGelu.forward(linear::forward(&self.c_fc, x)))
     }
 }
 
