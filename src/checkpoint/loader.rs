@@ -140,6 +140,23 @@ fn non_finite(data: &TensorData) -> Option<(usize, usize)> {
     Some((1 + bad.count(), first))
 }
 
+/// Replaces each uninitialised float parameter by a broadcast view of one zero of its lazy shape,
+/// on its lazy device: shape and dtype for [`ModuleSnapshot::collect`], without an allocation.
+/// Used on a copy of the module only (a clone shares the parameters' lazy state, which mapping
+/// the copy leaves untouched).
+struct Placeholders;
+
+impl burn::module::ModuleMapper for Placeholders {
+    fn map_float<const D: usize>(&mut self, param: burn::module::Param<Tensor<D>>) -> burn::module::Param<Tensor<D>> {
+        if param.is_initialized() {
+            return param;
+        }
+        let dims: [usize; D] = param.lazy_shape().dims();
+        let zero = Tensor::<D>::zeros([1; D], &param.lazy_device()).expand(dims);
+        burn::module::Param::initialized(param.id, zero)
+    }
+}
+
 /// Loads the checkpoint at `path` into `module`, strictly, with `layout` mapping its keys.
 pub fn load_module<M: ModuleSnapshot, L: Layout<M>>(module: &mut M, path: &Path, layout: &L) -> Result<LoadReport> {
     let format = format::detect(path)?;
@@ -164,7 +181,10 @@ pub fn load_module<M: ModuleSnapshot, L: Layout<M>>(module: &mut M, path: &Path,
     // tree (so that a mismatch is reported at the earliest layer). Burn's own files keep enum
     // variant names in their paths (`downsample.Merge.norm.gamma`); PyTorch layouts do not.
     let skip_enum_variants = !burn_names;
-    let snapshot = module.collect(None, expected_adapter, skip_enum_variants);
+    // Collected from a copy whose uninitialised parameters are placeholders: collecting the
+    // module itself would run every lazy initialiser, random values that the checkpoint then
+    // replaces (for `unicl-swin-b`, seconds, and one more copy of the model at the peak).
+    let snapshot = module.clone().map(&mut Placeholders).collect(None, expected_adapter, skip_enum_variants);
     let float = snapshot.iter().map(|t| t.dtype).find(|d| d.is_float()).unwrap_or(DType::F32);
     let expected: HashMap<String, (usize, Vec<usize>)> =
         snapshot.into_iter().enumerate().map(|(i, t)| (t.name.clone(), (i, t.shape.to_vec()))).collect();
@@ -222,8 +242,11 @@ pub fn load_module<M: ModuleSnapshot, L: Layout<M>>(module: &mut M, path: &Path,
     let params = params
         .into_iter()
         .map(|t| {
-            let (name, param_id) = (t.name.clone(), t.param_id);
-            let data = bridge::into_data(t).map_err(|e| CheckpointError::Corrupt {
+            let name = t.name.clone();
+            // Read from a clone and dropped after the check: the tensor itself stays lazy (its
+            // bytes are read again, one tensor at a time, when applied), so the whole file is
+            // never held in memory next to the model.
+            let data = bridge::into_data(t.clone()).map_err(|e| CheckpointError::Corrupt {
                 path: path.into(),
                 format: format.name(),
                 reason: format!("tensor `{name}`: {e}"),
@@ -231,7 +254,7 @@ pub fn load_module<M: ModuleSnapshot, L: Layout<M>>(module: &mut M, path: &Path,
             if let Some((count, first)) = non_finite(&data) {
                 return Err(CheckpointError::NonFinite { key: name, count, first });
             }
-            Ok(bridge::from_data(data, name, param_id))
+            Ok(t)
         })
         .collect::<Result<Vec<_>, CheckpointError>>()?;
 
