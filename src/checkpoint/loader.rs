@@ -263,7 +263,13 @@ pub fn load_module<M: ModuleSnapshot, L: Layout<M>>(module: &mut M, path: &Path,
     let adapter: Box<dyn ModuleAdapter> =
         if burn_names { Box::new(cast) } else { Box::new(PyTorchToBurnAdapter.chain(ScalarToRank1).chain(cast)) };
     let loaded = params.len();
+    // The checked tensors are read again as they are applied; should that second read fail, the
+    // module is put back as it was (the copy shares its parameters, so it costs nothing).
+    let before = module.clone();
     let result = module.apply(params, None, Some(adapter), skip_enum_variants);
+    if !result.errors.is_empty() || !result.missing.is_empty() {
+        *module = before;
+    }
     if let Some(e) = result.errors.first() {
         return Err(match e {
             ApplyError::ShapeMismatch { path, expected, found } => {

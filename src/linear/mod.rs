@@ -15,25 +15,29 @@ use burn::prelude::*;
 
 use ops::LinearOps;
 
-/// Whether `x` takes the fused kernel: f32 on flex, not tracked by autodiff.
-fn fast_path<const D: usize>(x: &Tensor<D>) -> bool {
+/// Whether `x` through `layer` takes the fused kernel: input, weight and bias f32, on flex, not
+/// tracked by autodiff.
+fn fast_path<const D: usize>(layer: &Linear, x: &Tensor<D>) -> bool {
     #[cfg(feature = "flex")]
     {
+        use burn::tensor::DType;
         let device = x.device();
-        x.dtype() == burn::tensor::DType::F32
+        x.dtype() == DType::F32
+            && layer.weight.val().dtype() == DType::F32
+            && layer.bias.as_ref().is_none_or(|b| b.val().dtype() == DType::F32)
             && !device.is_autodiff()
             && matches!(device.as_dispatch(), burn::backend::DispatchDevice::Flex(_))
     }
     #[cfg(not(feature = "flex"))]
     {
-        let _ = x;
+        let _ = (layer, x);
         false
     }
 }
 
 /// `layer.forward(x)`: `[..., d_input] -> [..., d_output]`.
 pub fn forward<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
-    if !fast_path(&x) {
+    if !fast_path(layer, &x) {
         return layer.forward(x);
     }
     let weight = layer.weight.val().into_dispatch();
@@ -69,8 +73,21 @@ mod tests {
             let want = layer.forward(xt.clone()).into_data();
             forward(&layer, xt).into_data().assert_approx_eq::<f32>(&want, burn::tensor::Tolerance::absolute(1e-5));
             let x2 = Tensor::<2>::random([rows, k], burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
+            let empty = Tensor::<3>::zeros([2, 0, k], &dev);
+            assert_eq!(forward(&layer, empty).dims(), [2, 0, n]);
             let want = layer.forward(x2.clone()).into_data();
             forward(&layer, x2).into_data().assert_approx_eq::<f32>(&want, burn::tensor::Tolerance::absolute(1e-5));
         }
+    }
+
+    /// Zero input features (`Linear(0, n)`): the output is the bias on every row, as in Burn.
+    #[test]
+    fn fused_linear_with_no_input_features_gives_the_bias() {
+        let dev = Device::default();
+        let layer = LinearConfig::new(0, 4).with_initializer(burn::nn::Initializer::Constant { value: 0.5 }).init(&dev);
+        let x = Tensor::<3>::zeros([2, 3, 0], &dev);
+        let got = forward(&layer, x.clone());
+        assert_eq!(got.dims(), [2, 3, 4]);
+        got.into_data().assert_approx_eq::<f32>(&layer.forward(x).into_data(), burn::tensor::Tolerance::absolute(0.0));
     }
 }

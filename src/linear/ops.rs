@@ -61,7 +61,8 @@ mod flex {
         assert_eq!(wshape.num_dims(), 2, "linear weight must be [K, N]");
         assert_eq!(wshape[0], k, "linear weight [K, N] against an input of {k} features");
         let n = wshape[1];
-        let m = shape.num_elements() / k.max(1);
+        // The rows are the product of the leading axes (not elements / k, which is 0 for k = 0).
+        let m: usize = (0..rank - 1).map(|i| shape[i]).product();
         let mut out_dims: Vec<usize> = (0..rank - 1).map(|i| shape[i]).collect();
         out_dims.push(n);
 
