@@ -30,6 +30,7 @@ pub mod eval;
 pub mod files;
 pub mod hub;
 pub mod image;
+pub mod kernels;
 pub mod layers;
 pub mod limits;
 pub mod linear;

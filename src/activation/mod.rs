@@ -11,10 +11,8 @@
 //!   its neighbours; LibTorch; other dtypes), Burn's own operations, unchanged.
 //!
 //! The loops live in this crate, so they are only as fast as this crate's optimisation level:
-//! in a debug build (`cargo run` / `cargo test` without `--release`, where this crate is
-//! unoptimised and the loops are ~13x slower than Burn's optimised dependency code)
-//! [`Kernels::Auto`] keeps Burn's kernels. [`set_kernels`] overrides the choice for the process
-//! (the parity tests force [`Kernels::Fast`], so that the fast path is what they check).
+//! in a debug build [`Kernels::Auto`] keeps Burn's kernels, and [`set_kernels`] overrides the
+//! choice (see [`crate::kernels`]).
 //!
 //! Accuracy: within [`math::GELU_ULP`] ULP of the libm-evaluated formula (or [`math::GELU_ABS`]
 //! absolute where the formula cancels), forward and backward; see [`math`].
@@ -28,58 +26,14 @@ use burn::backend::Dispatch;
 use burn::prelude::*;
 use burn::tensor::activation;
 
-use std::sync::atomic::{AtomicU8, Ordering};
-
 use ops::ActivationKernelOps;
 
-/// Which kernels [`gelu`] and [`quick_gelu`] run on flex.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Kernels {
-    /// The fast loops in optimised builds, Burn's kernels in debug builds (see the module docs).
-    #[default]
-    Auto,
-    /// Always the fast loops (where the CPU runs them: see [`math::vectorised`]).
-    Fast,
-    /// Always Burn's own kernels.
-    Burn,
-}
-
-static KERNELS: AtomicU8 = AtomicU8::new(0);
-
-/// Sets the kernels for the whole process (all threads, from the next call on).
-pub fn set_kernels(kernels: Kernels) {
-    KERNELS.store(kernels as u8, Ordering::Relaxed);
-}
-
-/// The kernels in use (as set by [`set_kernels`]; [`Kernels::Auto`] by default).
-pub fn kernels() -> Kernels {
-    match KERNELS.load(Ordering::Relaxed) {
-        1 => Kernels::Fast,
-        2 => Kernels::Burn,
-        _ => Kernels::Auto,
-    }
-}
+pub use crate::kernels::{Kernels, kernels, set_kernels};
 
 /// Whether `x` takes the fast path: an f32 tensor on flex (with or without autodiff), on a CPU
 /// that runs the vectorised loops, with the fast kernels chosen.
 fn fast_path<const D: usize>(x: &Tensor<D>) -> bool {
-    let chosen = match kernels() {
-        Kernels::Auto => !cfg!(debug_assertions),
-        Kernels::Fast => true,
-        Kernels::Burn => false,
-    };
-    #[cfg(feature = "flex")]
-    {
-        chosen
-            && x.dtype() == burn::tensor::DType::F32
-            && matches!(x.device().inner().as_dispatch(), burn::backend::DispatchDevice::Flex(_))
-            && math::vectorised()
-    }
-    #[cfg(not(feature = "flex"))]
-    {
-        let _ = (x, chosen);
-        false
-    }
+    crate::kernels::loops_chosen() && crate::kernels::on_flex_f32(x)
 }
 
 /// Exact GELU, `x/2 (1 + erf(x / sqrt 2))` (`nn.GELU()`), any shape.

@@ -30,41 +30,35 @@ pub trait ActivationKernelOps: Backend {
 
 #[cfg(feature = "flex")]
 mod flex {
+    use burn::backend::TensorMetadata;
     use burn::backend::flex::FlexTensor;
-    use burn::backend::{DType, TensorMetadata};
 
     use super::super::math;
     use super::ActivationKernelOps;
+    use crate::kernels::flex::{assert_f32, contiguous, filled, from_vec, values, writable};
 
-    /// `f` (a function item, so that it is inlined into the vectorised loops) over an f32 tensor: in place if it is uniquely owned, contiguous and at offset 0, into
-    /// a new contiguous tensor otherwise.
+    /// `f` (a function item, so that it is inlined into the vectorised loops) over an f32
+    /// tensor: in place if [`writable`], into a new contiguous tensor otherwise.
     fn unary<F: Fn(f32) -> f32 + Sync + Copy>(mut x: FlexTensor, f: F) -> FlexTensor {
-        assert_eq!(x.dtype(), DType::F32, "the fast activations run on f32 only (checked by the caller)");
-        let n = x.layout().num_elements();
-        if x.is_unique() && x.layout().is_contiguous() && x.layout().start_offset() == 0 {
+        assert_f32(&x, "the fast activations");
+        if writable(&x) {
+            let n = x.layout().num_elements();
             math::map_in_place(&mut x.storage_mut::<f32>()[..n], f);
             return x;
         }
-        let x = if x.as_slice::<f32>().is_some() { x } else { x.to_contiguous() };
-        let mut out = FlexTensor::empty(x.shape(), DType::F32);
-        math::map(x.as_slice::<f32>().expect("contiguous"), out.storage_mut::<f32>(), f);
-        out
+        let x = contiguous(x);
+        let xs = values(&x);
+        from_vec(filled(xs.len(), |out| math::map(xs, out, f)), x.shape())
     }
 
     /// `f(x, dy)` elementwise into a new contiguous tensor.
     fn binary<F: Fn(f32, f32) -> f32 + Sync + Copy>(x: FlexTensor, dy: FlexTensor, f: F) -> FlexTensor {
-        assert!(x.dtype() == DType::F32 && dy.dtype() == DType::F32, "the fast activations run on f32 only");
+        assert_f32(&x, "the fast activations");
+        assert_f32(&dy, "the fast activations");
         assert_eq!(x.shape(), dy.shape(), "activation backward: x and dy differ in shape");
-        let x = if x.as_slice::<f32>().is_some() { x } else { x.to_contiguous() };
-        let dy = if dy.as_slice::<f32>().is_some() { dy } else { dy.to_contiguous() };
-        let mut out = FlexTensor::empty(x.shape(), DType::F32);
-        math::zip_map(
-            x.as_slice::<f32>().expect("contiguous"),
-            dy.as_slice::<f32>().expect("contiguous"),
-            out.storage_mut::<f32>(),
-            f,
-        );
-        out
+        let (x, dy) = (contiguous(x), contiguous(dy));
+        let (xs, dys) = (values(&x), values(&dy));
+        from_vec(filled(xs.len(), |out| math::zip_map(xs, dys, out, f)), x.shape())
     }
 
     impl ActivationKernelOps for burn::backend::Flex {

@@ -18,21 +18,11 @@ use ops::LinearOps;
 /// Whether `x` through `layer` takes the fused kernel: input, weight and bias f32, on flex, not
 /// tracked by autodiff.
 fn fast_path<const D: usize>(layer: &Linear, x: &Tensor<D>) -> bool {
-    #[cfg(feature = "flex")]
-    {
-        use burn::tensor::DType;
-        let device = x.device();
-        x.dtype() == DType::F32
-            && layer.weight.val().dtype() == DType::F32
-            && layer.bias.as_ref().is_none_or(|b| b.val().dtype() == DType::F32)
-            && !device.is_autodiff()
-            && matches!(device.as_dispatch(), burn::backend::DispatchDevice::Flex(_))
-    }
-    #[cfg(not(feature = "flex"))]
-    {
-        let _ = (layer, x);
-        false
-    }
+    use burn::tensor::DType;
+    crate::kernels::on_flex_f32(x)
+        && !x.device().is_autodiff()
+        && layer.weight.val().dtype() == DType::F32
+        && layer.bias.as_ref().is_none_or(|b| b.val().dtype() == DType::F32)
 }
 
 /// `layer.forward(x)`: `[..., d_input] -> [..., d_output]`.

@@ -26,11 +26,12 @@ pub trait LinearOps: Backend {
 
 #[cfg(feature = "flex")]
 mod flex {
-    use burn::backend::flex::{FlexTensor, Layout};
+    use burn::backend::flex::FlexTensor;
     use burn::backend::{DType, TensorMetadata};
-    use burn::tensor::{Bytes, Shape};
+    use burn::tensor::Shape;
 
     use super::LinearOps;
+    use crate::kernels::flex::{contiguous, from_vec, values};
 
     /// flex's threshold for a multi-threaded gemm (`burn-flex-0.22.1/src/ops/matmul.rs`).
     const PARALLEL_THRESHOLD: usize = 192 * 192 * 192;
@@ -67,8 +68,8 @@ mod flex {
         out_dims.push(n);
 
         // The input as [M, K] rows: contiguous, so that the rows are evenly strided.
-        let x = if x.as_slice::<f32>().is_some() { x } else { x.to_contiguous() };
-        let xs = x.as_slice::<f32>().expect("contiguous");
+        let x = contiguous(x);
+        let xs = values(&x);
         let weight = positive(weight);
         let (w_rs, w_cs) = (weight.layout().strides()[0], weight.layout().strides()[1]);
         let wdata = weight.storage::<f32>();
@@ -76,8 +77,8 @@ mod flex {
         let mut out: Vec<f32> = Vec::with_capacity(m * n);
         let read_dst = match &bias {
             Some(b) => {
-                let b = if b.as_slice::<f32>().is_some() { b.clone() } else { b.to_contiguous() };
-                let bs = b.as_slice::<f32>().expect("contiguous");
+                let b = contiguous(b.clone());
+                let bs = values(&b);
                 assert_eq!(bs.len(), n, "linear bias has {} values for {n} outputs", bs.len());
                 let spare = &mut out.spare_capacity_mut()[..m * n];
                 let fill = |rows: &mut [std::mem::MaybeUninit<f32>]| {
@@ -137,6 +138,6 @@ mod flex {
                 );
             }
         }
-        FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(Shape::from(out_dims)), DType::F32)
+        from_vec(out, Shape::from(out_dims))
     }
 }
