@@ -7,12 +7,15 @@
 //! - [`WindowAttentionOps`]: a backend extension with CubeCL kernels (forward, and a backward
 //!   that recomputes the softmax from saved log-sum-exp statistics), registered with Fusion,
 //!   differentiable under Autodiff (also with gradient checkpointing);
+//!   on flex, a one-pass-per-window CPU loop for the forward;
 //! - [`window_attention_reference`]: the same formula in plain tensor ops;
 //! - [`window_attention`]: the entry point the Swin/CoSwin blocks call, switched by
 //!   [`AttentionKind`].
 
 #[cfg(feature = "train")]
 mod autodiff;
+#[cfg(feature = "flex")]
+mod cpu;
 #[cfg(feature = "cube")]
 mod cube;
 #[cfg(feature = "cube")]

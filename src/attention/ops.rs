@@ -7,7 +7,8 @@
 //! - `Fusion` (the default on every CubeCL backend): a generated lazy wrapper that registers the
 //!   operation with the fusion stream and calls the `Cube` kernels when it runs; the kernels are
 //!   opaque to the fuser, which fuses around them;
-//! - `Flex` and `LibTorch`: the default bodies, the reference math on the backend's primitives
+//! - `Flex`: [`super::cpu`] (one pass per window) for the forward, the reference backward;
+//! - `LibTorch`: the default bodies, the reference math on the backend's primitives
 //!   ([`super::reference`]);
 //! - `Autodiff`: [`super::autodiff`], whose backward calls `window_attention_backward`.
 
@@ -96,8 +97,43 @@ fn backward_meta(
     (qkv.clone(), bias.clone())
 }
 
+/// Flex: [`super::cpu`]'s one pass per window for f32 when the in-crate loops are chosen
+/// ([`crate::kernels`]), the reference otherwise; the backward is the reference's.
 #[cfg(feature = "flex")]
-impl WindowAttentionOps for burn::backend::Flex {}
+mod flex {
+    use burn::backend::flex::FlexTensor;
+    use burn::backend::{DType, Shape, TensorMetadata};
+
+    use super::super::{cpu, reference};
+    use super::WindowAttentionOps;
+    use crate::kernels::flex::{contiguous, from_vec, values};
+
+    fn fused(qkv: FlexTensor, bias: FlexTensor, heads: usize, scale: f64) -> (FlexTensor, FlexTensor) {
+        type Flex = burn::backend::Flex;
+        if qkv.dtype() != DType::F32 || bias.dtype() != DType::F32 || !crate::kernels::loops_chosen() {
+            return reference::forward::<Flex>(qkv, bias, heads, scale);
+        }
+        let (bw, n, h, hd, nwb) = reference::dims(&qkv.shape(), &bias.shape(), heads);
+        let (qkv, bias) = (contiguous(qkv), contiguous(bias));
+        let d = cpu::Dims { bw, n, h, hd, nwb };
+        let (out, lse) = cpu::forward(d, values(&qkv), values(&bias), scale as f32);
+        (from_vec(out, Shape::new([bw, n, h * hd])), from_vec(lse, Shape::new([bw, h, n])))
+    }
+
+    impl WindowAttentionOps for burn::backend::Flex {
+        fn window_attention(qkv: FlexTensor, bias: FlexTensor, heads: usize, scale: f64) -> FlexTensor {
+            fused(qkv, bias, heads, scale).0
+        }
+        fn window_attention_with_lse(
+            qkv: FlexTensor,
+            bias: FlexTensor,
+            heads: usize,
+            scale: f64,
+        ) -> (FlexTensor, FlexTensor) {
+            fused(qkv, bias, heads, scale)
+        }
+    }
+}
 
 #[cfg(feature = "tch")]
 impl WindowAttentionOps for burn::backend::LibTorch {}
