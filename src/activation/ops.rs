@@ -37,9 +37,8 @@ mod flex {
     use super::ActivationKernelOps;
     use crate::kernels::flex::{assert_f32, contiguous, filled, from_vec, values, writable};
 
-    /// `f` (a function item, so that it is inlined into the vectorised loops) over an f32
-    /// tensor: in place if [`writable`], into a new contiguous tensor otherwise.
-    fn unary<F: Fn(f32) -> f32 + Sync + Copy>(mut x: FlexTensor, f: F) -> FlexTensor {
+    /// `f` over an f32 tensor: in place if [`writable`], into a new contiguous tensor otherwise.
+    fn unary<F: math::Unary>(mut x: FlexTensor, f: F) -> FlexTensor {
         assert_f32(&x, "the fast activations");
         if writable(&x) {
             let n = x.layout().num_elements();
@@ -52,7 +51,7 @@ mod flex {
     }
 
     /// `f(x, dy)` elementwise into a new contiguous tensor.
-    fn binary<F: Fn(f32, f32) -> f32 + Sync + Copy>(x: FlexTensor, dy: FlexTensor, f: F) -> FlexTensor {
+    fn binary<F: math::Binary>(x: FlexTensor, dy: FlexTensor, f: F) -> FlexTensor {
         assert_f32(&x, "the fast activations");
         assert_f32(&dy, "the fast activations");
         assert_eq!(x.shape(), dy.shape(), "activation backward: x and dy differ in shape");
@@ -63,16 +62,16 @@ mod flex {
 
     impl ActivationKernelOps for burn::backend::Flex {
         fn fast_gelu(x: FlexTensor) -> FlexTensor {
-            unary(x, math::gelu)
+            unary(x, math::Gelu)
         }
         fn fast_gelu_backward(x: FlexTensor, dy: FlexTensor) -> FlexTensor {
-            binary(x, dy, math::gelu_backward)
+            binary(x, dy, math::GeluBackward)
         }
         fn fast_quick_gelu(x: FlexTensor) -> FlexTensor {
-            unary(x, math::quick_gelu)
+            unary(x, math::QuickGelu)
         }
         fn fast_quick_gelu_backward(x: FlexTensor, dy: FlexTensor) -> FlexTensor {
-            binary(x, dy, math::quick_gelu_backward)
+            binary(x, dy, math::QuickGeluBackward)
         }
     }
 }

@@ -273,7 +273,7 @@ pub(crate) fn forward(d: Dims, qkv: &[f32], bias: &[f32], scale: f32) -> (Vec<f3
     let c = d.h * d.hd;
     assert_eq!(qkv.len(), d.bw * d.n * 3 * c, "window attention: qkv is not [BW, N, 3C]");
     assert_eq!(bias.len(), d.nwb * d.h * d.n * d.n, "window attention: bias is not [nWb, H, N, N]");
-    assert!(d.nwb > 0 && d.bw % d.nwb == 0, "window attention: {} windows for {} biases", d.bw, d.nwb);
+    assert!(d.nwb > 0 && d.bw.is_multiple_of(d.nwb), "window attention: {} windows for {} biases", d.bw, d.nwb);
     let mut out = vec![0.0f32; d.bw * d.n * c];
     let mut lse = vec![0.0f32; d.bw * d.h * d.n];
     if d.bw == 0 || d.n == 0 || c == 0 {
