@@ -263,6 +263,8 @@ macro_rules! dispatched {
     };
 }
 
+pub(crate) use dispatched;
+
 dispatched!(map_chunk, <F: Unary>, (src: &[f32], dst: &mut [f32], f: F), map_loop(src, dst, f));
 dispatched!(map_in_place_chunk, <F: Unary>, (xs: &mut [f32], f: F), map_in_place_loop(xs, f));
 dispatched!(zip_chunk, <F: Binary>, (a: &[f32], b: &[f32], dst: &mut [f32], f: F), zip_loop(a, b, dst, f));

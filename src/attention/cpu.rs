@@ -242,30 +242,9 @@ fn window(d: Dims, x: Window, out: &mut [f32], lse: &mut [f32], t: &mut Scratch)
     }
 }
 
-/// [`window`] compiled for AVX-512, AVX2+FMA or the baseline (the caller checks
-/// [`math::vectorised`]).
-fn window_dispatched(d: Dims, x: Window, out: &mut [f32], lse: &mut [f32], t: &mut Scratch) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx2,fma")]
-        fn v4(d: Dims, x: Window, out: &mut [f32], lse: &mut [f32], t: &mut Scratch) {
-            window(d, x, out, lse, t)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        fn v3(d: Dims, x: Window, out: &mut [f32], lse: &mut [f32], t: &mut Scratch) {
-            window(d, x, out, lse, t)
-        }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has the features `v4` is compiled for (checked just above).
-            return unsafe { v4(d, x, out, lse, t) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: as above, for `v3`.
-            return unsafe { v3(d, x, out, lse, t) };
-        }
-    }
-    window(d, x, out, lse, t)
-}
+// [`window`] compiled for AVX-512, AVX2+FMA or the baseline (the caller checks
+// [`math::vectorised`]).
+math::dispatched!(window_dispatched, <>, (d: Dims, x: Window, out: &mut [f32], lse: &mut [f32], t: &mut Scratch), window(d, x, out, lse, t));
 
 /// The forward: `qkv: [BW, N, 3C]` and `bias: [nWb, H, N, N]`, both row-major, ->
 /// `(out [BW, N, C], lse [BW, H, N])`, one parallel task per window.
@@ -292,6 +271,199 @@ pub(crate) fn forward(d: Dims, qkv: &[f32], bias: &[f32], scale: f32) -> (Vec<f3
         },
     );
     (out, lse)
+}
+
+/// Per-task scratch of the backward, every buffer `[N, NP]` or `[N, HP]` / `[hd, NP]`.
+struct BackwardScratch {
+    /// Scaled q `[N, HP]`, k `[N, HP]`, `dO` `[N, HP]`.
+    q: Vec<f32>,
+    k: Vec<f32>,
+    dout: Vec<f32>,
+    /// `k^T`, `v^T`: `[hd, NP]`.
+    kt: Vec<f32>,
+    vt: Vec<f32>,
+    /// P (then dS), `P^T`, `dP` (then `dS^T`): `[N, NP]`.
+    p: Vec<f32>,
+    pt: Vec<f32>,
+    dp: Vec<f32>,
+    /// One `[N, HP]` product.
+    o: Vec<f32>,
+}
+
+impl BackwardScratch {
+    fn new(d: Dims) -> Self {
+        let (np, hp) = (padded(d.n), padded(d.hd));
+        let nhp = || vec![0.0f32; d.n * hp];
+        let nnp = || vec![0.0f32; d.n * np];
+        Self {
+            q: nhp(),
+            k: nhp(),
+            dout: nhp(),
+            kt: vec![0.0; d.hd * np],
+            vt: vec![0.0; d.hd * np],
+            p: nnp(),
+            pt: nnp(),
+            dp: nnp(),
+            o: nhp(),
+        }
+    }
+}
+
+/// The inputs of one window's backward: its rows of `qkv: [N, 3C]`, `out` and `dout: [N, C]`,
+/// `lse: [H, N]`, its bias `[H, N, N]`, the q scale.
+#[derive(Clone, Copy)]
+struct WindowGrad<'a> {
+    qkv: &'a [f32],
+    out: &'a [f32],
+    dout: &'a [f32],
+    lse: &'a [f32],
+    bias: &'a [f32],
+    scale: f32,
+}
+
+/// `dst[j * stride + i] = src[i * stride + j]` for `i, j < n`.
+#[inline(always)]
+fn transpose(src: &[f32], dst: &mut [f32], n: usize, stride: usize) {
+    for (i, row) in src.chunks_exact(stride).take(n).enumerate() {
+        for (d, &x) in dst[i..].iter_mut().step_by(stride).zip(&row[..n]) {
+            *d = x;
+        }
+    }
+}
+
+/// One window's backward: every head, into `dqkv: [N, 3C]`, adding `dS` into `dbias: [H, N, N]`.
+///
+/// With `P = exp(S - lse)` recomputed, `delta_i = sum_d dO_id O_id`:
+/// `dV = P^T dO`, `dP = dO V^T`, `dS = P (dP - delta)`, `dq = scale dS k`, `dk = dS^T (scale q)`
+/// (FlashAttention-2's backward, Dao 2023, Algorithm 2, on one block).
+#[inline(always)]
+fn window_backward(d: Dims, x: WindowGrad, dqkv: &mut [f32], dbias: &mut [f32], t: &mut BackwardScratch) {
+    let (n, hd) = (d.n, d.hd);
+    let c = d.h * hd;
+    let (np, hp) = (padded(n), padded(hd));
+    for h in 0..d.h {
+        for i in 0..n {
+            let row = &x.qkv[i * 3 * c..(i + 1) * 3 * c];
+            let (q, k, v) = (&row[h * hd..][..hd], &row[c + h * hd..][..hd], &row[2 * c + h * hd..][..hd]);
+            for (dst, &s) in t.q[i * hp..][..hd].iter_mut().zip(q) {
+                *dst = s * x.scale;
+            }
+            t.k[i * hp..][..hd].copy_from_slice(k);
+            t.dout[i * hp..][..hd].copy_from_slice(&x.dout[i * c + h * hd..][..hd]);
+            for (dst, &s) in t.kt[i..].iter_mut().step_by(np).zip(k) {
+                *dst = s;
+            }
+            for (dst, &s) in t.vt[i..].iter_mut().step_by(np).zip(v) {
+                *dst = s;
+            }
+        }
+        // P = exp(S + bias - lse), and dP = dO V^T.
+        matmul(Rows { values: &t.q, stride: hp }, n, hd, Rows { values: &t.kt, stride: np }, &mut t.p, np);
+        matmul(Rows { values: &t.dout, stride: hp }, n, hd, Rows { values: &t.vt, stride: np }, &mut t.dp, np);
+        let bias_h = &x.bias[h * n * n..(h + 1) * n * n];
+        let dbias_h = &mut dbias[h * n * n..(h + 1) * n * n];
+        for i in 0..n {
+            let lse = x.lse[h * n + i];
+            let o = &x.out[i * c + h * hd..][..hd];
+            let delta: f32 = o.iter().zip(&t.dout[i * hp..][..hd]).map(|(a, b)| a * b).sum();
+            let p = &mut t.p[i * np..i * np + n];
+            for (s, &b) in p.iter_mut().zip(&bias_h[i * n..(i + 1) * n]) {
+                *s = math::exp(*s + b - lse);
+            }
+            t.pt[i * np..i * np + n].copy_from_slice(p);
+            let dp = &t.dp[i * np..i * np + n];
+            for ((s, &g), db) in p.iter_mut().zip(dp).zip(&mut dbias_h[i * n..(i + 1) * n]) {
+                *s *= g - delta;
+                *db += *s;
+            }
+        }
+        // dV = P^T dO (P^T from the copy of P kept in `pt`, transposed into `dp`).
+        transpose(&t.pt, &mut t.dp, n, np);
+        matmul(Rows { values: &t.dp, stride: np }, n, n, Rows { values: &t.dout, stride: hp }, &mut t.o, hp);
+        for i in 0..n {
+            dqkv[i * 3 * c + 2 * c + h * hd..][..hd].copy_from_slice(&t.o[i * hp..][..hd]);
+        }
+        // dq = scale dS k.
+        matmul(Rows { values: &t.p, stride: np }, n, n, Rows { values: &t.k, stride: hp }, &mut t.o, hp);
+        for i in 0..n {
+            for (dst, &g) in dqkv[i * 3 * c + h * hd..][..hd].iter_mut().zip(&t.o[i * hp..][..hd]) {
+                *dst = g * x.scale;
+            }
+        }
+        // dk = dS^T (scale q).
+        transpose(&t.p, &mut t.pt, n, np);
+        matmul(Rows { values: &t.pt, stride: np }, n, n, Rows { values: &t.q, stride: hp }, &mut t.o, hp);
+        for i in 0..n {
+            dqkv[i * 3 * c + c + h * hd..][..hd].copy_from_slice(&t.o[i * hp..][..hd]);
+        }
+    }
+}
+
+math::dispatched!(
+    window_backward_dispatched,
+    <>,
+    (d: Dims, x: WindowGrad, dqkv: &mut [f32], dbias: &mut [f32], t: &mut BackwardScratch),
+    window_backward(d, x, dqkv, dbias, t)
+);
+
+/// The backward: `qkv: [BW, N, 3C]`, `bias: [nWb, H, N, N]`, `out`, `dout: [BW, N, C]`,
+/// `lse: [BW, H, N]`, all row-major -> `(dqkv [BW, N, 3C], dbias [nWb, H, N, N])`.
+///
+/// The windows are cut into one contiguous range per thread; each range writes its own rows of
+/// `dqkv` and sums `dS` into its own `dbias`, and the per-range `dbias` are added at the end
+/// (windows `w` and `w + nWb` share a bias).
+pub(crate) fn backward(
+    d: Dims,
+    qkv: &[f32],
+    bias: &[f32],
+    out: &[f32],
+    lse: &[f32],
+    dout: &[f32],
+    scale: f32,
+) -> (Vec<f32>, Vec<f32>) {
+    let c = d.h * d.hd;
+    let per_window = d.h * d.n * d.n;
+    assert_eq!(qkv.len(), d.bw * d.n * 3 * c, "window attention backward: qkv is not [BW, N, 3C]");
+    assert_eq!(bias.len(), d.nwb * per_window, "window attention backward: bias is not [nWb, H, N, N]");
+    assert!(out.len() == d.bw * d.n * c && dout.len() == out.len(), "window attention backward: out/dout");
+    assert_eq!(lse.len(), d.bw * d.h * d.n, "window attention backward: lse is not [BW, H, N]");
+    assert!(d.nwb > 0 && d.bw.is_multiple_of(d.nwb), "window attention: {} windows for {} biases", d.bw, d.nwb);
+    let mut dqkv = vec![0.0f32; qkv.len()];
+    if d.bw == 0 || d.n == 0 || c == 0 {
+        return (dqkv, vec![0.0; bias.len()]);
+    }
+    let per_task = d.bw.div_ceil(rayon::current_num_threads().max(1));
+    let partial: Vec<Vec<f32>> = dqkv
+        .par_chunks_mut(per_task * d.n * 3 * c)
+        .enumerate()
+        .map(|(task, dqkv_range)| {
+            let mut dbias = vec![0.0f32; bias.len()];
+            let mut t = BackwardScratch::new(d);
+            for (k, dqkv_w) in dqkv_range.chunks_mut(d.n * 3 * c).enumerate() {
+                let w = task * per_task + k;
+                let b = w % d.nwb;
+                let rows = w * d.n * c..(w + 1) * d.n * c;
+                let x = WindowGrad {
+                    qkv: &qkv[w * d.n * 3 * c..(w + 1) * d.n * 3 * c],
+                    out: &out[rows.clone()],
+                    dout: &dout[rows],
+                    lse: &lse[w * d.h * d.n..(w + 1) * d.h * d.n],
+                    bias: &bias[b * per_window..(b + 1) * per_window],
+                    scale,
+                };
+                window_backward_dispatched(d, x, dqkv_w, &mut dbias[b * per_window..(b + 1) * per_window], &mut t);
+            }
+            dbias
+        })
+        .collect();
+    let mut parts = partial.into_iter();
+    let mut dbias = parts.next().unwrap_or_else(|| vec![0.0; bias.len()]);
+    for part in parts {
+        for (a, b) in dbias.iter_mut().zip(part) {
+            *a += b;
+        }
+    }
+    (dqkv, dbias)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! - `Fusion` (the default on every CubeCL backend): a generated lazy wrapper that registers the
 //!   operation with the fusion stream and calls the `Cube` kernels when it runs; the kernels are
 //!   opaque to the fuser, which fuses around them;
-//! - `Flex`: [`super::cpu`] (one pass per window) for the forward, the reference backward;
+//! - `Flex`: [`super::cpu`] (one pass per window), forward and backward;
 //! - `LibTorch`: the default bodies, the reference math on the backend's primitives
 //!   ([`super::reference`]);
 //! - `Autodiff`: [`super::autodiff`], whose backward calls `window_attention_backward`.
@@ -98,7 +98,7 @@ fn backward_meta(
 }
 
 /// Flex: [`super::cpu`]'s one pass per window for f32 when the in-crate loops are chosen
-/// ([`crate::kernels`]), the reference otherwise; the backward is the reference's.
+/// ([`crate::kernels`]), forward and backward; the reference otherwise.
 #[cfg(feature = "flex")]
 mod flex {
     use burn::backend::flex::FlexTensor;
@@ -120,6 +120,30 @@ mod flex {
         (from_vec(out, Shape::new([bw, n, h * hd])), from_vec(lse, Shape::new([bw, h, n])))
     }
 
+    #[allow(clippy::too_many_arguments)]
+    fn fused_backward(
+        qkv: FlexTensor,
+        bias: FlexTensor,
+        out: FlexTensor,
+        lse: FlexTensor,
+        dout: FlexTensor,
+        heads: usize,
+        scale: f64,
+    ) -> (FlexTensor, FlexTensor) {
+        type Flex = burn::backend::Flex;
+        let f32s = [&qkv, &bias, &out, &lse, &dout].iter().all(|t| t.dtype() == DType::F32);
+        if !f32s || !crate::kernels::loops_chosen() {
+            return reference::backward::<Flex>(qkv, bias, out, lse, dout, heads, scale);
+        }
+        let (qkv_shape, bias_shape) = (qkv.shape(), bias.shape());
+        let (bw, n, h, hd, nwb) = reference::dims(&qkv_shape, &bias_shape, heads);
+        let [qkv, bias, out, lse, dout] = [qkv, bias, out, lse, dout].map(contiguous);
+        let d = cpu::Dims { bw, n, h, hd, nwb };
+        let (dqkv, dbias) =
+            cpu::backward(d, values(&qkv), values(&bias), values(&out), values(&lse), values(&dout), scale as f32);
+        (from_vec(dqkv, qkv_shape), from_vec(dbias, bias_shape))
+    }
+
     impl WindowAttentionOps for burn::backend::Flex {
         fn window_attention(qkv: FlexTensor, bias: FlexTensor, heads: usize, scale: f64) -> FlexTensor {
             fused(qkv, bias, heads, scale).0
@@ -131,6 +155,17 @@ mod flex {
             scale: f64,
         ) -> (FlexTensor, FlexTensor) {
             fused(qkv, bias, heads, scale)
+        }
+        fn window_attention_backward(
+            qkv: FlexTensor,
+            bias: FlexTensor,
+            out: FlexTensor,
+            lse: FlexTensor,
+            dout: FlexTensor,
+            heads: usize,
+            scale: f64,
+        ) -> (FlexTensor, FlexTensor) {
+            fused_backward(qkv, bias, out, lse, dout, heads, scale)
         }
     }
 }
