@@ -64,6 +64,11 @@ impl MultiHeadAttention {
     /// Self-attention: `x: [B, L, E]`, `mask` additive and broadcastable to `[B, heads, L, L]`
     /// (e.g. [`causal_mask`] `[1, 1, L, L]`) -> `[B, L, E]`.
     pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4>>) -> Tensor<3> {
+        if let Some(in_proj) = &self.in_proj
+            && Self::fused_cpu(&x, mask.as_ref())
+        {
+            return self.forward_fused(in_proj, x, mask);
+        }
         let (q, k, v) = self.project(x.clone(), x, true);
         linear::forward(&self.out_proj, merge_heads(Self::attend(q, k, v, mask).0))
     }
@@ -121,6 +126,34 @@ impl MultiHeadAttention {
         let k = lin(&self.k_proj, key_value.clone());
         let v = lin(&self.v_proj, key_value);
         (heads(q, h), heads(k, h), heads(v, h))
+    }
+
+    /// Whether self-attention runs as one fused CPU pass: f32 on flex with florence's loops
+    /// chosen ([`crate::kernels`]). CubeCL backends keep the tensor ops, which their fusion
+    /// compiler already fuses and which Burn's own attention covers.
+    fn fused_cpu(x: &Tensor<3>, mask: Option<&Tensor<4>>) -> bool {
+        crate::kernels::loops_chosen() && crate::kernels::on_flex_f32(x) && mask.is_none_or(|m| m.dtype() == DType::F32)
+    }
+
+    /// Self-attention through the window-attention operation (`src/attention/cpu.rs` on flex,
+    /// with its autodiff backward): the packed projection as it comes out of `in_proj`, the mask
+    /// as the additive bias `[1 or B, heads, L, L]`, one "window" per sequence. Same formula as
+    /// [`Self::attend`] (q scaled by `head_dim^-0.5` first), summed in another order.
+    fn forward_fused(&self, in_proj: &Linear, x: Tensor<3>, mask: Option<Tensor<4>>) -> Tensor<3> {
+        let [b, l, e] = x.dims();
+        let h = self.num_heads;
+        let device = x.device();
+        let qkv = linear::forward(in_proj, x);
+        let bias = match mask {
+            Some(m) => {
+                let rows = if m.dims()[0] == 1 { 1 } else { b };
+                m.expand([rows, h, l, l])
+            }
+            None => Tensor::zeros([1, h, l, l], &device),
+        };
+        let scale = ((e / h) as f64).powf(-0.5);
+        let out = crate::attention::window_attention(qkv, bias, h, scale, crate::attention::AttentionKind::Fused);
+        linear::forward(&self.out_proj, out)
     }
 
     /// `softmax(q / sqrt(d) k^T + mask) v` per head, and the probabilities `[B, heads, Lq, Lk]`.
