@@ -19,7 +19,7 @@ pub enum Kernels {
     /// The fast loops in optimised builds, Burn's kernels in debug builds (see the module docs).
     #[default]
     Auto,
-    /// Always the fast loops (where the CPU runs them: see [`crate::activation::math::vectorised`]).
+    /// Always the fast loops (where the CPU runs them: see [`vectorised`]).
     Fast,
     /// Always Burn's own kernels.
     Burn,
@@ -48,7 +48,25 @@ pub(crate) fn loops_chosen() -> bool {
         Kernels::Fast => true,
         Kernels::Burn => false,
     };
-    chosen && crate::activation::math::vectorised()
+    chosen && vectorised()
+}
+
+/// Whether this CPU runs the vectorised loops (x86-64 with AVX2 and FMA, or AVX-512F; on other
+/// architectures the loops are compiled for the baseline, which has FMA on aarch64). Without it
+/// the callers keep Burn's own kernels, since `mul_add` would be a software call.
+pub fn vectorised() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        true
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
 }
 
 /// Whether `x` is an f32 tensor on flex (with or without autodiff).

@@ -148,23 +148,7 @@ pub fn quick_gelu_backward(x: f32, dy: f32) -> f32 {
     dy * (QUICK_GELU_K * x * s).mul_add(1.0 - s, s)
 }
 
-/// Whether this CPU runs the vectorised loops (x86-64 with AVX2 and FMA, or AVX-512F; on other
-/// architectures the loops are compiled for the baseline, which has FMA on aarch64). Without it
-/// the callers keep Burn's own kernels, since `mul_add` would be a software call.
-pub fn vectorised() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        true
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        false
-    }
-}
+pub use crate::kernels::vectorised;
 
 /// An elementwise function of one f32, as a type. The loops call `F::apply` directly: a
 /// function item passed as `impl Fn` is called through a `Fn::call` shim, which LLVM left
