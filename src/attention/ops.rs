@@ -120,30 +120,6 @@ mod flex {
         (from_vec(out, Shape::new([bw, n, h * hd])), from_vec(lse, Shape::new([bw, h, n])))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn fused_backward(
-        qkv: FlexTensor,
-        bias: FlexTensor,
-        out: FlexTensor,
-        lse: FlexTensor,
-        dout: FlexTensor,
-        heads: usize,
-        scale: f64,
-    ) -> (FlexTensor, FlexTensor) {
-        type Flex = burn::backend::Flex;
-        let f32s = [&qkv, &bias, &out, &lse, &dout].iter().all(|t| t.dtype() == DType::F32);
-        if !f32s || !crate::kernels::loops_chosen() {
-            return reference::backward::<Flex>(qkv, bias, out, lse, dout, heads, scale);
-        }
-        let (qkv_shape, bias_shape) = (qkv.shape(), bias.shape());
-        let (bw, n, h, hd, nwb) = reference::dims(&qkv_shape, &bias_shape, heads);
-        let [qkv, bias, out, lse, dout] = [qkv, bias, out, lse, dout].map(contiguous);
-        let d = cpu::Dims { bw, n, h, hd, nwb };
-        let (dqkv, dbias) =
-            cpu::backward(d, values(&qkv), values(&bias), values(&out), values(&lse), values(&dout), scale as f32);
-        (from_vec(dqkv, qkv_shape), from_vec(dbias, bias_shape))
-    }
-
     impl WindowAttentionOps for burn::backend::Flex {
         fn window_attention(qkv: FlexTensor, bias: FlexTensor, heads: usize, scale: f64) -> FlexTensor {
             fused(qkv, bias, heads, scale).0
@@ -165,7 +141,18 @@ mod flex {
             heads: usize,
             scale: f64,
         ) -> (FlexTensor, FlexTensor) {
-            fused_backward(qkv, bias, out, lse, dout, heads, scale)
+            type Flex = burn::backend::Flex;
+            let f32s = [&qkv, &bias, &out, &lse, &dout].iter().all(|t| t.dtype() == DType::F32);
+            if !f32s || !crate::kernels::loops_chosen() {
+                return reference::backward::<Flex>(qkv, bias, out, lse, dout, heads, scale);
+            }
+            let (qkv_shape, bias_shape) = (qkv.shape(), bias.shape());
+            let (bw, n, h, hd, nwb) = reference::dims(&qkv_shape, &bias_shape, heads);
+            let [qkv, bias, out, lse, dout] = [qkv, bias, out, lse, dout].map(contiguous);
+            let d = cpu::Dims { bw, n, h, hd, nwb };
+            let (dqkv, dbias) =
+                cpu::backward(d, values(&qkv), values(&bias), values(&out), values(&lse), values(&dout), scale as f32);
+            (from_vec(dqkv, qkv_shape), from_vec(dbias, bias_shape))
         }
     }
 }
