@@ -95,10 +95,12 @@ pub(crate) mod flex {
         if t.as_slice::<f32>().is_some() { t } else { t.to_contiguous() }
     }
 
-    /// The f32 values of a tensor returned by [`contiguous`], in row-major order.
+    /// The f32 values of a tensor returned by [`contiguous`], in row-major order. Callers check
+    /// the dtype first ([`assert_f32`], or [`super::on_flex_f32`] before choosing the fast path).
     pub(crate) fn values(t: &FlexTensor) -> &[f32] {
-        // `contiguous` leaves a layout that `as_slice` accepts: either the input's own (checked by
-        // `as_slice` itself) or `to_contiguous`'s fresh row-major buffer.
+        // Two invariants make this infallible: the dtype is f32 (checked by every caller before
+        // it gets here), and `contiguous` leaves a layout that `as_slice` accepts: either the
+        // input's own (checked by `as_slice` itself) or `to_contiguous`'s fresh row-major buffer.
         t.as_slice::<f32>().expect("a tensor made contiguous has a row-major f32 slice")
     }
 

@@ -24,6 +24,8 @@
 //! The text tower's self-attention uses it too (`crate::layers::attention`, one window per
 //! sequence, the causal mask as the bias).
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use crate::activation::math;
@@ -192,6 +194,35 @@ fn row_sum(row: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
 }
 
+/// `dst[i * dst_stride + j] = scale * src[i][cols.start + j]` for every row `i` of `src` and
+/// `j < cols.len()`: one head's q/k/v/dO columns into a scratch block, or a product's block
+/// back into its head's columns (`dst` then starts at that head's first column).
+#[inline(always)]
+fn gather(src: Rows, cols: Range<usize>, scale: f32, dst: &mut [f32], dst_stride: usize) {
+    for (i, row) in src.values.chunks_exact(src.stride).enumerate() {
+        for (d, &x) in dst[i * dst_stride..][..cols.len()].iter_mut().zip(&row[cols.clone()]) {
+            *d = x * scale;
+        }
+    }
+}
+
+/// `dst[j * dst_stride + i] = row[j]`: `row` stored as column `i` of `dst`.
+#[inline(always)]
+fn store_column(row: &[f32], i: usize, dst: &mut [f32], dst_stride: usize) {
+    for (d, &x) in dst[i..].iter_mut().step_by(dst_stride).zip(row) {
+        *d = x;
+    }
+}
+
+/// `dst[j * dst_stride + i] = src[i][cols.start + j]`: one head's k or v columns, transposed
+/// into `[hd, NP]`.
+#[inline(always)]
+fn gather_transposed(src: Rows, cols: Range<usize>, dst: &mut [f32], dst_stride: usize) {
+    for (i, row) in src.values.chunks_exact(src.stride).enumerate() {
+        store_column(&row[cols.clone()], i, dst, dst_stride);
+    }
+}
+
 /// The inputs of one window: its rows `qkv: [N, 3C]`, its bias `[H, N, N]`, the q scale.
 #[derive(Clone, Copy)]
 struct Window<'a> {
@@ -209,18 +240,10 @@ fn window(d: Dims, x: Window, out: &mut [f32], lse: &mut [f32], t: &mut Scratch)
     let (np, hp) = (padded(n), padded(hd));
     for h in 0..d.h {
         // Gather this head's q (scaled), k^T and v; the padding columns stay zero.
-        for (i, ((row, q), v)) in
-            qkv.chunks_exact(3 * c).zip(t.q.chunks_exact_mut(hd)).zip(t.v.chunks_exact_mut(hp)).take(n).enumerate()
-        {
-            let (qs, rest) = row[h * hd..].split_at(hd);
-            for (d, &x) in q.iter_mut().zip(qs) {
-                *d = x * scale;
-            }
-            for (d, &x) in t.kt[i..].iter_mut().step_by(np).zip(&rest[c - hd..c]) {
-                *d = x;
-            }
-            v[..hd].copy_from_slice(&rest[2 * c - hd..2 * c]);
-        }
+        let rows = Rows { values: qkv, stride: 3 * c };
+        gather(rows, h * hd..(h + 1) * hd, scale, &mut t.q, hd);
+        gather_transposed(rows, c + h * hd..c + (h + 1) * hd, &mut t.kt, np);
+        gather(rows, 2 * c + h * hd..2 * c + (h + 1) * hd, 1.0, &mut t.v, hp);
         matmul(Rows { values: &t.q, stride: hd }, n, hd, Rows { values: &t.kt, stride: np }, &mut t.s, np);
         let bias_h = &bias[h * n * n..(h + 1) * n * n];
         for i in 0..n {
@@ -241,9 +264,7 @@ fn window(d: Dims, x: Window, out: &mut [f32], lse: &mut [f32], t: &mut Scratch)
         }
         // Only the first N columns of P enter (k = n); its padding columns are left over.
         matmul(Rows { values: &t.s, stride: np }, n, n, Rows { values: &t.v, stride: hp }, &mut t.o, hp);
-        for i in 0..n {
-            out[i * c + h * hd..i * c + (h + 1) * hd].copy_from_slice(&t.o[i * hp..i * hp + hd]);
-        }
+        gather(Rows { values: &t.o, stride: hp }, 0..hd, 1.0, &mut out[h * hd..], c);
     }
 }
 
@@ -287,10 +308,11 @@ struct BackwardScratch {
     /// `k^T`, `v^T`: `[hd, NP]`.
     kt: Vec<f32>,
     vt: Vec<f32>,
-    /// P (then dS), `P^T`, `dP` (then `dS^T`): `[N, NP]`.
+    /// P (then dS), `P^T`, `dP`, `dS^T`: `[N, NP]`.
     p: Vec<f32>,
     pt: Vec<f32>,
     dp: Vec<f32>,
+    st: Vec<f32>,
     /// One `[N, HP]` product.
     o: Vec<f32>,
 }
@@ -309,6 +331,7 @@ impl BackwardScratch {
             p: nnp(),
             pt: nnp(),
             dp: nnp(),
+            st: nnp(),
             o: nhp(),
         }
     }
@@ -326,16 +349,6 @@ struct WindowGrad<'a> {
     scale: f32,
 }
 
-/// `dst[j * stride + i] = src[i * stride + j]` for `i, j < n`.
-#[inline(always)]
-fn transpose(src: &[f32], dst: &mut [f32], n: usize, stride: usize) {
-    for (i, row) in src.chunks_exact(stride).take(n).enumerate() {
-        for (d, &x) in dst[i..].iter_mut().step_by(stride).zip(&row[..n]) {
-            *d = x;
-        }
-    }
-}
-
 /// One window's backward: every head, into `dqkv: [N, 3C]`, adding `dS` into `dbias: [H, N, N]`.
 ///
 /// With `P = exp(S - lse)` recomputed, `delta_i = sum_d dO_id O_id`:
@@ -347,21 +360,13 @@ fn window_backward(d: Dims, x: WindowGrad, dqkv: &mut [f32], dbias: &mut [f32], 
     let c = d.h * hd;
     let (np, hp) = (padded(n), padded(hd));
     for h in 0..d.h {
-        for i in 0..n {
-            let row = &x.qkv[i * 3 * c..(i + 1) * 3 * c];
-            let (q, k, v) = (&row[h * hd..][..hd], &row[c + h * hd..][..hd], &row[2 * c + h * hd..][..hd]);
-            for (dst, &s) in t.q[i * hp..][..hd].iter_mut().zip(q) {
-                *dst = s * x.scale;
-            }
-            t.k[i * hp..][..hd].copy_from_slice(k);
-            t.dout[i * hp..][..hd].copy_from_slice(&x.dout[i * c + h * hd..][..hd]);
-            for (dst, &s) in t.kt[i..].iter_mut().step_by(np).zip(k) {
-                *dst = s;
-            }
-            for (dst, &s) in t.vt[i..].iter_mut().step_by(np).zip(v) {
-                *dst = s;
-            }
-        }
+        let (rows, head) = (Rows { values: x.qkv, stride: 3 * c }, h * hd..(h + 1) * hd);
+        let shifted = |by: usize| head.start + by..head.end + by;
+        gather(rows, head.clone(), x.scale, &mut t.q, hp);
+        gather(rows, shifted(c), 1.0, &mut t.k, hp);
+        gather(Rows { values: x.dout, stride: c }, head.clone(), 1.0, &mut t.dout, hp);
+        gather_transposed(rows, shifted(c), &mut t.kt, np);
+        gather_transposed(rows, shifted(2 * c), &mut t.vt, np);
         // P = exp(S + bias - lse), and dP = dO V^T.
         matmul(Rows { values: &t.q, stride: hp }, n, hd, Rows { values: &t.kt, stride: np }, &mut t.p, np);
         matmul(Rows { values: &t.dout, stride: hp }, n, hd, Rows { values: &t.vt, stride: np }, &mut t.dp, np);
@@ -375,32 +380,23 @@ fn window_backward(d: Dims, x: WindowGrad, dqkv: &mut [f32], dbias: &mut [f32], 
             for (s, &b) in p.iter_mut().zip(&bias_h[i * n..(i + 1) * n]) {
                 *s = math::exp(*s + b - lse);
             }
-            t.pt[i * np..i * np + n].copy_from_slice(p);
+            store_column(p, i, &mut t.pt, np);
             let dp = &t.dp[i * np..i * np + n];
             for ((s, &g), db) in p.iter_mut().zip(dp).zip(&mut dbias_h[i * n..(i + 1) * n]) {
                 *s *= g - delta;
                 *db += *s;
             }
+            store_column(p, i, &mut t.st, np);
         }
-        // dV = P^T dO (P^T from the copy of P kept in `pt`, transposed into `dp`).
-        transpose(&t.pt, &mut t.dp, n, np);
-        matmul(Rows { values: &t.dp, stride: np }, n, n, Rows { values: &t.dout, stride: hp }, &mut t.o, hp);
-        for i in 0..n {
-            dqkv[i * 3 * c + 2 * c + h * hd..][..hd].copy_from_slice(&t.o[i * hp..][..hd]);
-        }
+        // dV = P^T dO.
+        matmul(Rows { values: &t.pt, stride: np }, n, n, Rows { values: &t.dout, stride: hp }, &mut t.o, hp);
+        gather(Rows { values: &t.o, stride: hp }, 0..hd, 1.0, &mut dqkv[2 * c + h * hd..], 3 * c);
         // dq = scale dS k.
         matmul(Rows { values: &t.p, stride: np }, n, n, Rows { values: &t.k, stride: hp }, &mut t.o, hp);
-        for i in 0..n {
-            for (dst, &g) in dqkv[i * 3 * c + h * hd..][..hd].iter_mut().zip(&t.o[i * hp..][..hd]) {
-                *dst = g * x.scale;
-            }
-        }
+        gather(Rows { values: &t.o, stride: hp }, 0..hd, x.scale, &mut dqkv[h * hd..], 3 * c);
         // dk = dS^T (scale q).
-        transpose(&t.p, &mut t.pt, n, np);
-        matmul(Rows { values: &t.pt, stride: np }, n, n, Rows { values: &t.q, stride: hp }, &mut t.o, hp);
-        for i in 0..n {
-            dqkv[i * 3 * c + c + h * hd..][..hd].copy_from_slice(&t.o[i * hp..][..hd]);
-        }
+        matmul(Rows { values: &t.st, stride: np }, n, n, Rows { values: &t.q, stride: hp }, &mut t.o, hp);
+        gather(Rows { values: &t.o, stride: hp }, 0..hd, 1.0, &mut dqkv[c + h * hd..], 3 * c);
     }
 }
 
