@@ -1,6 +1,7 @@
 //! Training: the UniCL objective, the gradient cache, data parallelism, mixed precision and the
 //! trainer.
 
+pub mod adamw;
 pub mod config;
 pub mod distributed;
 pub mod grad_cache;
@@ -12,6 +13,7 @@ pub mod step;
 pub mod task;
 
 pub use crate::data::{ContrastiveBatch, label_for_text};
+pub use adamw::FusedAdamW;
 pub use distributed::{all_gather, all_reduce_sum, data_parallel_gradients, shard_ranges};
 pub use grad_cache::{full_batch_gradients, full_batch_gradients_with, grad_cache_gradients};
 pub use loss::{UniclLoss, unicl_loss};

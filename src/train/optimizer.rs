@@ -7,11 +7,12 @@
 //! model's parameter ids, so they do not depend on how Burn spells paths.
 
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
+use burn::optim::ModuleOptimizer;
 use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::adamw::FusedAdamW;
 use crate::error::{FlorenceError, Result};
 
 /// Optimiser and schedule settings.
@@ -87,23 +88,18 @@ impl OptimizerConfig {
         self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + (std::f64::consts::PI * t).cos())
     }
 
-    /// AdamW over `model` with weight decay on the decayed group only.
+    /// AdamW over `model` with weight decay on the decayed group only ([`FusedAdamW`]: Burn's
+    /// AdamW, as one pass per parameter on flex; same values, same optimizer records).
     pub fn init<M: Module>(&self, model: &M) -> Result<ModuleOptimizer> {
         self.validate()?;
-        let adamw = |wd: f32| {
-            AdamWConfig::new()
-                .with_beta_1(self.betas.0)
-                .with_beta_2(self.betas.1)
-                .with_epsilon(self.eps)
-                .with_weight_decay(wd)
-        };
+        let adamw = |wd: f32| FusedAdamW::new(self.betas.0, self.betas.1, self.eps, wd);
         let clip = self.clip_grad_norm.map(|c| GradientClippingConfig::Norm(c).init());
-        let mut optim = adamw(self.weight_decay).init();
+        let mut optim = ModuleOptimizer::from(adamw(self.weight_decay));
         if let Some(c) = clip.clone() {
             optim = optim.with_grad_clipping(c);
         }
         let (_, no_decay) = decay_groups(model);
-        Ok(optim.with_group(ParamGroup::from_ids(no_decay), adamw(0.0).build(), clip))
+        Ok(optim.with_group(ParamGroup::from_ids(no_decay), adamw(0.0), clip))
     }
 }
 
