@@ -5,6 +5,7 @@ JSON with --json).
 
     pip install -r scripts/reference/requirements.txt
     cargo build --release --example bench_cpu
+    cargo build --release --features cli --bin florence   # the embed row
     python scripts/bench/cpu_table.py --threads 2 [--rounds 3] [--iters 3] [--rows image,text,...]
 
 PyTorch side: the references of scripts/reference (timm Swin-T/B + UniCL's text Transformer;
@@ -23,6 +24,10 @@ Rows:
           and by default
   load    unicl-swin-b from its fp16 .pth: time and peak RSS of a fresh process (read, convert
           to f32, build); PyTorch: torch.load + load_state_dict into UniCL's original model
+  embed   whole-process `florence embed` of 64 JPEG images (640x427, resize 256 bicubic, crop
+          224, unicl-swin-t, batch 32) against the same job as one Python process (torch import,
+          model build and load, PIL decoding, torchvision transform, encode, JSON out): wall time
+          of the process, and the largest difference between the two sides' embeddings
   train   one optimiser step (forward, UniCL loss, backward, AdamW) of `tiny` (batch 16 at 64)
           and `coswin-t` (batch 4 at 224), random weights
 """
@@ -113,6 +118,54 @@ print(s, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
 
+EMBED_CHILD = r"""
+import json, sys
+import torch
+import torchvision.transforms as T
+from PIL import Image
+sys.path.insert(0, sys.argv[4])
+from cpu_table import PRESETS
+from unicl_reference import UniCLReference
+torch.set_num_threads(int(sys.argv[2]))
+m = UniCLReference(PRESETS["unicl-swin-t"]).eval()
+m.load_state_dict(torch.load(sys.argv[1], map_location="cpu", weights_only=True), strict=True)
+tf = T.Compose([T.Resize(256, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(224), T.ToTensor(),
+                T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+paths, out = sys.argv[5:], []
+with torch.inference_mode():
+    for k in range(0, len(paths), 32):
+        x = torch.stack([tf(Image.open(p).convert("RGB")) for p in paths[k:k + 32]])
+        out += m.encode_image(x).tolist()
+open(sys.argv[3], "w").write(json.dumps({"image_embeddings": out}))
+"""
+
+
+def write_images(folder, n=64, size=(640, 427), seed=5):
+    """`n` smooth synthetic photos-to-be (gradients, discs, noise) as JPEG, quality 90."""
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size[1], 0:size[0]].astype(np.float32)
+    paths = []
+    for i in range(n):
+        c = rng.uniform(0, 1, (3, 3))
+        img = np.stack([c[k, 0] * xx / size[0] + c[k, 1] * yy / size[1] + c[k, 2] for k in range(3)], -1)
+        for _ in range(4):
+            cx, cy, r = rng.uniform(0, size[0]), rng.uniform(0, size[1]), rng.uniform(20, 120)
+            img[(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] = rng.uniform(0, 1, 3)
+        img = np.clip(img / img.max() * 255 + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+        p = folder / f"img{i:03d}.jpg"
+        Image.fromarray(img).save(p, quality=90)
+        paths.append(p)
+    return paths
+
+
+def wall(cmd, **kw):
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, **kw)
+    return time.perf_counter() - t
+
+
 def unicl_loss(u, v, scale):
     """UniCL with one label per pair (all distinct): symmetric cross-entropy on the diagonal."""
     logits = scale * u @ v.t()
@@ -125,9 +178,10 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--iters", type=int, default=3)
-    ap.add_argument("--rows", default="image,text,zeroshot,load,train")
+    ap.add_argument("--rows", default="image,text,zeroshot,embed,load,train")
     ap.add_argument("--classes", type=int, default=1000)
     ap.add_argument("--florence", default=str(ROOT / "target" / "release" / "examples" / "bench_cpu"))
+    ap.add_argument("--cli", default=str(ROOT / "target" / "release" / "florence"))
     ap.add_argument("--json")
     a = ap.parse_args()
     rows = a.rows.split(",")
@@ -159,7 +213,7 @@ def main():
                   "coswin_images": torch.randn(4, 3, 224, 224, generator=g)}
         save_file(inputs, d / "inputs.safetensors")
         models = {}
-        needed = {"unicl-swin-t": {"image", "text", "zeroshot"}, "unicl-swin-b": {"image", "load"}}
+        needed = {"unicl-swin-t": {"image", "text", "zeroshot", "embed"}, "unicl-swin-b": {"image", "load"}}
         for preset in ("unicl-swin-t", "unicl-swin-b"):
             if not needed[preset] & set(rows):
                 continue
@@ -169,6 +223,8 @@ def main():
             if preset == "unicl-swin-b":
                 torch.save({"model": {k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}},
                            d / "unicl-swin-b.pth")
+            if preset == "unicl-swin-t":
+                torch.save(m.state_dict(), d / "unicl-swin-t.reference.pt")
             models[preset] = m
         binary, inp = a.florence, d / "inputs.safetensors"
 
@@ -216,6 +272,26 @@ def main():
                               lambda: florence(binary, a.threads, "zeroshot", "--weights", d / "unicl-swin-t.safetensors",
                                                "--classes", len(classes), "--iters", 1, "--warmup", 0,
                                                *([] if cut else ["--no-cut"]))["median_s"])
+        if "embed" in rows:
+            folder = d / "images"
+            folder.mkdir()
+            paths = write_images(folder)
+            env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads))
+            f_cmd = [a.cli, "embed", "--weights", d / "unicl-swin-t.safetensors", "--config", "unicl-swin-t",
+                     "--device", "flex", "-q", "--output", d / "florence.json"]
+            f_cmd += [arg for p in paths for arg in ("--image", p)]
+            t_cmd = [sys.executable, "-c", EMBED_CHILD, d / "unicl-swin-t.reference.pt", str(a.threads), d / "torch.json",
+                     Path(__file__).parent, *paths]
+            ts, fs = [], []
+            for _ in range(a.rounds):
+                fs.append(wall(f_cmd, env=env))
+                ts.append(wall(t_cmd, cwd=ROOT / "scripts" / "reference"))
+            got = json.loads((d / "florence.json").read_text())["image_embeddings"]
+            want = json.loads((d / "torch.json").read_text())["image_embeddings"]
+            diff = max(abs(x - y) for g, w in zip(got, want) for x, y in zip(g, w))
+            assert len(got) == len(want) == len(paths), (len(got), len(want))
+            record(f"whole-process embed, {len(paths)} JPEGs 640x427, unicl-swin-t", statistics.median(ts),
+                   statistics.median(fs), f"max |florence - PyTorch| = {diff:.1e}")
         if "load" in rows:
             pth = d / "unicl-swin-b.pth"
             ts, tr, fs, fr = [], [], [], []
